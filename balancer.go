@@ -1,0 +1,256 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// A Replica is one database node as rwsplit and its policies see it. The
+// library, not the policy, keeps its accounting: every call through rwsplit
+// updates the node's in-flight count, its latency estimate and its
+// counters. The getters are atomic loads, safe for concurrent use and cheap
+// enough to call from [Picker.Pick].
+//
+// The same *Replica stands for a node for the life of the [DB], whatever
+// role the node has.
+type Replica struct {
+	name    string
+	db      *sql.DB
+	monitor *sql.DB // what the health probes use: db, or a WithMonitor handle
+	owner   *DB     // nil for replicas built by tests of policies
+	weight  int     // from Weighted; 1 otherwise
+
+	role atomic.Int32 // a Role
+
+	// Health, kept by the health goroutine and by failing calls.
+	healthy       atomic.Bool  // in rotation
+	failStreak    atomic.Int32 // consecutive failures, probes and traffic
+	okStreak      int          // consecutive successful probes (health goroutine only)
+	probedPrimary atomic.Bool  // the last probe said the node takes writes
+	lag           atomic.Int64 // replication lag in ns; lagUnknown, lagBroken
+	rampStart     atomic.Int64 // monotime the node came back (slow start); 0 none
+	lastErr       atomic.Value // string: the last failure's message
+	ejections     atomic.Uint64
+	retries       atomic.Uint64 // reads that failed here and were retried elsewhere
+
+	inFlight atomic.Int64
+	// ewma is the peak-EWMA latency estimate in nanoseconds (float64 bits);
+	// 0 means no observation yet. lastObs is when it was last updated
+	// (monotonic nanoseconds since clockBase).
+	ewma    atomic.Uint64
+	lastObs atomic.Int64
+
+	reads           atomic.Uint64
+	writes          atomic.Uint64
+	transactions    atomic.Uint64
+	errors          atomic.Uint64
+	readOnlyRetries atomic.Uint64
+}
+
+// Name returns the node's name: host:port for a node opened by [Open], the
+// name given by [WithNodeNames], or "primary" / "replicaN". It never
+// contains a password.
+func (r *Replica) Name() string { return r.name }
+
+// Weight returns the node's weight under [Weighted], and 1 under any other
+// policy.
+func (r *Replica) Weight() int { return r.weight }
+
+// InFlight returns the number of calls rwsplit has sent to the node that
+// have not answered yet. A query counts until it returns its first
+// response (QueryContext returning), not until its rows are closed.
+func (r *Replica) InFlight() int64 { return r.inFlight.Load() }
+
+// Latency returns the node's latency estimate: an exponentially weighted
+// moving average of its response times that jumps up at once on a slow
+// response (peak EWMA) and decays with a time constant of
+// [LatencyDecay] while no new response arrives, so an idle node is tried
+// again. Zero means the node has not answered yet.
+func (r *Replica) Latency() time.Duration {
+	return time.Duration(r.latencyAt(monotime()))
+}
+
+// Role returns the node's current role.
+func (r *Replica) Role() Role { return Role(r.role.Load()) }
+
+// Role is the role of a node.
+type Role int32
+
+const (
+	RoleReplica Role = iota // serves reads
+	RolePrimary             // serves writes (and reads when no replica is eligible)
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePrimary:
+		return "primary"
+	case RoleReplica:
+		return "replica"
+	}
+	return "unknown"
+}
+
+// LatencyDecay is the time constant of a node's latency estimate: a sample
+// weighs e⁻¹ of its initial weight after this long, and an idle node's
+// estimate shrinks by a factor e every LatencyDecay.
+const LatencyDecay = 2 * time.Second
+
+// failurePenalty is the latency sample recorded for a call that failed
+// because of the node, so that a node failing fast does not look fast.
+const failurePenalty = time.Second
+
+var clockBase = time.Now()
+
+// monotime returns monotonic nanoseconds since clockBase.
+func monotime() int64 { return int64(time.Since(clockBase)) }
+
+// latencyAt returns the latency estimate in nanoseconds at time now,
+// decayed for the time since the last observation. Pickers pass as now
+// the freshest observation time among the candidates rather than read the
+// clock: while traffic flows that is close to the present, and it decays an
+// idle node's estimate relative to a busy one's.
+func (r *Replica) latencyAt(now int64) float64 {
+	est := math.Float64frombits(r.ewma.Load())
+	if est == 0 {
+		return 0
+	}
+	idle := now - r.lastObs.Load()
+	if idle <= 0 {
+		return est
+	}
+	return est * math.Exp(-float64(idle)/float64(LatencyDecay))
+}
+
+// observe folds one response time (ns) measured at time now into the
+// estimate. A sample above the estimate replaces it (peak sensitivity); a
+// lower one is averaged in with a weight that grows with the time since
+// the previous sample.
+func (r *Replica) observe(sample, now int64) {
+	if sample <= 0 {
+		sample = 1
+	}
+	s := float64(sample)
+	for {
+		oldBits := r.ewma.Load()
+		old := math.Float64frombits(oldBits)
+		next := s
+		if old != 0 && s < old {
+			w := math.Exp(-float64(now-r.lastObs.Load()) / float64(LatencyDecay))
+			if w > 1 {
+				w = 1
+			}
+			next = old*w + s*(1-w)
+		}
+		if r.ewma.CompareAndSwap(oldBits, math.Float64bits(next)) {
+			r.lastObs.Store(now)
+			return
+		}
+	}
+}
+
+// latencySampleEvery: one call in this many is timed. Reading the clock
+// twice per call would cost more than the rest of the accounting; a sample
+// of the calls keeps the estimate fresh under load, and the first call to
+// a node without an estimate is always timed.
+const latencySampleEvery = 8
+
+// begin marks the start of a call on the node. It returns the start time
+// when this call is timed, and -1 when it is not.
+func (r *Replica) begin() int64 {
+	r.inFlight.Add(1)
+	if rand.Uint32()%latencySampleEvery != 0 && r.ewma.Load() != 0 {
+		return -1
+	}
+	return monotime()
+}
+
+// end marks the end of a call that begin started. A caller's cancellation
+// records nothing against the node: it says nothing about it. A failure
+// that is the node's fault always records the failure penalty, so that a
+// node failing fast does not look fast.
+func (r *Replica) end(ctx context.Context, start int64, err error) {
+	r.inFlight.Add(-1)
+	if err != nil {
+		if isCallerDone(ctx, err) {
+			return
+		}
+		if isNodeFault(ctx, err) {
+			r.errors.Add(1)
+			r.observe(int64(failurePenalty), monotime())
+			if r.owner != nil {
+				r.owner.nodeFailed(r, err)
+			}
+			return
+		}
+	}
+	if r.failStreak.Load() != 0 {
+		r.failStreak.Store(0)
+	}
+	if start >= 0 {
+		now := monotime()
+		r.observe(now-start, now)
+	}
+}
+
+// snapshot is the immutable set of replicas eligible for reads and the
+// picker built over it. It is replaced as a whole, never modified, and
+// published through an atomic pointer, so the read path takes no lock.
+type snapshot struct {
+	replicas []*Replica
+	picker   Picker
+}
+
+func newSnapshot(p Policy, replicas []*Replica) *snapshot {
+	s := &snapshot{replicas: replicas}
+	if len(replicas) > 0 {
+		s.picker = p.Build(replicas)
+	}
+	return s
+}
+
+// pick returns a replica for a read, or nil when none is eligible.
+func (s *snapshot) pick(info PickInfo) *Replica {
+	if s.picker == nil {
+		return nil
+	}
+	r := s.picker.Pick(info)
+	if r == nil || r.Role() != RoleReplica {
+		return nil
+	}
+	if rs := r.rampStart.Load(); rs != 0 {
+		r = s.rampUp(r, rs, info)
+	}
+	return r
+}
+
+// rampUp applies slow start to r, which came back at time rs: it keeps
+// the read with probability equal to the elapsed share of the slow-start
+// window, and otherwise sends it to another eligible replica that is not
+// ramping up (from a random start, so the others share it evenly).
+func (s *snapshot) rampUp(r *Replica, rs int64, _ PickInfo) *Replica {
+	window := int64(defaultSlowStart)
+	if r.owner != nil {
+		window = int64(r.owner.cfg.slowStart)
+	}
+	elapsed := monotime() - rs
+	if window <= 0 || elapsed >= window {
+		r.rampStart.CompareAndSwap(rs, 0)
+		return r
+	}
+	if rand.Int64N(window) < elapsed {
+		return r
+	}
+	n := len(s.replicas)
+	off := rand.IntN(n)
+	for i := range n {
+		if other := s.replicas[(off+i)%n]; other != r && other.rampStart.Load() == 0 {
+			return other
+		}
+	}
+	return r
+}

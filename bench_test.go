@@ -1,0 +1,76 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+
+	"github.com/rwsplit/rwsplit/internal/fakedriver"
+)
+
+// The benchmarks compare rwsplit with a raw *sql.DB over the same
+// in-memory driver in the same run; the ratio is the library's overhead.
+
+const benchQuery = "SELECT id, name FROM users WHERE id = $1"
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func benchTargets(b *testing.B) []struct {
+	name string
+	q    querier
+} {
+	raw := fakedriver.NewServer("raw").DB()
+	b.Cleanup(func() { raw.Close() })
+	targets := []struct {
+		name string
+		q    querier
+	}{{"raw", raw}}
+	for _, n := range []int{1, 2, 4} {
+		c := newCluster(b, n)
+		targets = append(targets, struct {
+			name string
+			q    querier
+		}{fmt.Sprintf("rwsplit/replicas=%d", n), c.db})
+	}
+	return targets
+}
+
+func BenchmarkQuery(b *testing.B) {
+	for _, tg := range benchTargets(b) {
+		b.Run(tg.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					rows, err := tg.q.QueryContext(ctx, benchQuery, 1)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					rows.Close()
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkExec(b *testing.B) {
+	for _, tg := range benchTargets(b) {
+		b.Run(tg.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := tg.q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "a", 1); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

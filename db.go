@@ -1,0 +1,633 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rwsplit/rwsplit/internal/sqlclass"
+)
+
+// DB is one primary and any number of read replicas behind the method set
+// of *sql.DB. Writes go to the primary; reads that the classifier proves
+// pure go to a replica chosen by the [Policy]; everything else goes to the
+// primary. See the package documentation for the routing rules.
+//
+// A DB is safe for concurrent use by multiple goroutines. It owns the
+// *sql.DB handles it was given or opened and closes them in [DB.Close].
+type DB struct {
+	cfg     config
+	dialect *dialect
+	policy  Policy
+	log     *slog.Logger
+
+	nodes        []*Replica // every node, the configured primary first; fixed
+	replicaCount int        // replicas given to New or Open
+	primary      atomic.Pointer[Replica]
+	snap         atomic.Pointer[snapshot]
+	health       health
+
+	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
+	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
+	fallbackRejected atomic.Uint64 // reads refused with ErrNoReplica
+
+	closed  atomic.Bool
+	closeMu sync.Mutex // serialises Close
+}
+
+// New returns a DB that writes to primary and reads from replicas. It
+// takes ownership of the handles: [DB.Close] closes them. Zero replicas is
+// valid: every call then runs on the primary.
+//
+// New returns an error, and closes nothing, if primary or a replica is nil,
+// if the same *sql.DB is given twice, if the nodes use different drivers,
+// or if an option is invalid. It does not connect: a node that is down
+// joins when it comes up.
+func New(primary *sql.DB, replicas []*sql.DB, opts ...Option) (*DB, error) {
+	names := make([]string, len(replicas)+1)
+	names[0] = "primary"
+	for i := range replicas {
+		names[i+1] = fmt.Sprintf("replica%d", i+1)
+	}
+	return newDB("new", primary, replicas, names, opts)
+}
+
+func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts []Option) (*DB, error) {
+	if primary == nil {
+		return nil, configError(op, "primary is nil")
+	}
+	handles := append([]*sql.DB{primary}, replicas...)
+	for i, h := range handles {
+		if i > 0 && h == nil {
+			return nil, configError(op, "replica %d is nil", i)
+		}
+		for j := 0; j < i; j++ {
+			if handles[j] == h {
+				return nil, configError(op, "%s is the same *sql.DB as %s", nodeOrdinal(i), nodeOrdinal(j))
+			}
+		}
+	}
+
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, configError(op, "nil Option")
+		}
+		o.apply(&cfg)
+	}
+	if cfg.policy == nil {
+		return nil, configError(op, "WithPolicy: policy is nil")
+	}
+	if err := cfg.validate(len(handles)); err != nil {
+		return nil, &Error{Op: op, Err: err}
+	}
+	if w, ok := cfg.policy.(*weighted); ok {
+		if err := w.validate(len(replicas)); err != nil {
+			return nil, &Error{Op: op, Err: err}
+		}
+	}
+	if cfg.namesSet {
+		if len(cfg.names) != len(handles) {
+			return nil, configError(op, "WithNodeNames: %d names for %d nodes", len(cfg.names), len(handles))
+		}
+		names = cfg.names
+	}
+	for i, n := range names {
+		if n == "" {
+			return nil, configError(op, "%s has an empty name", nodeOrdinal(i))
+		}
+		for j := 0; j < i; j++ {
+			if names[j] == n {
+				return nil, configError(op, "%s and %s have the same name %q", nodeOrdinal(j), nodeOrdinal(i), n)
+			}
+		}
+	}
+
+	var d *dialect
+	if cfg.dialect != "" {
+		var ok bool
+		if d, ok = dialectByName(cfg.dialect); !ok {
+			return nil, configError(op, "WithDialect: unknown dialect %q (want postgres, mysql, mariadb or generic)", cfg.dialect)
+		}
+	} else {
+		d = driverDialect(primary.Driver())
+		for i, h := range replicas {
+			if rd := driverDialect(h.Driver()); rd != d {
+				return nil, configError(op, "replica %d uses a %s driver but the primary a %s one", i+1, rd.name, d.name)
+			}
+		}
+	}
+
+	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
+	for i, h := range handles {
+		r := &Replica{name: names[i], db: h, monitor: h, owner: db, weight: 1}
+		r.healthy.Store(true) // until a probe says otherwise: New does not wait
+		r.lag.Store(lagUnknown)
+		if cfg.monitors != nil {
+			r.monitor = cfg.monitors[i]
+		}
+		if i == 0 {
+			r.role.Store(int32(RolePrimary))
+		} else if w, ok := cfg.policy.(*weighted); ok {
+			r.weight = w.weights[i-1]
+		}
+		db.nodes = append(db.nodes, r)
+	}
+	db.primary.Store(db.nodes[0])
+	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
+	db.startHealth()
+	db.log.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
+	return db, nil
+}
+
+func nodeOrdinal(i int) string {
+	if i == 0 {
+		return "the primary"
+	}
+	return fmt.Sprintf("replica %d", i)
+}
+
+// Open opens the primary and each replica with sql.Open(driverName, dsn)
+// and returns them behind one DB, as [New] does. Nodes are named host:port
+// after their DSNs. Open checks each DSN as far as the driver can without
+// connecting: go-sql-driver/mysql parses its DSN at open time, and for
+// PostgreSQL drivers, which parse it only when they connect, Open checks
+// the URL or key=value form, the ports and sslmode itself. It does not
+// connect.
+//
+// Errors name the node (replica 2, ...) but never contain a DSN or
+// password. On error, every handle Open opened is closed.
+func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (*DB, error) {
+	const op = "open"
+	if driverName == "" {
+		return nil, configError(op, "driver name is empty")
+	}
+	dsns := append([]string{primaryDSN}, replicaDSNs...)
+	handles := make([]*sql.DB, 0, len(dsns))
+	names := make([]string, 0, len(dsns))
+	closeAll := func() {
+		for _, h := range handles {
+			h.Close()
+		}
+	}
+	for i, dsn := range dsns {
+		if dsn == "" {
+			closeAll()
+			return nil, configError(op, "%s DSN is empty", nodeOrdinal(i))
+		}
+		for j := 0; j < i; j++ {
+			if dsns[j] == dsn {
+				closeAll()
+				return nil, configError(op, "%s DSN is the same as %s DSN", nodeOrdinal(i), nodeOrdinal(j))
+			}
+		}
+		h, err := sql.Open(driverName, dsn)
+		if err != nil {
+			closeAll()
+			return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: redact(err, dsn)}
+		}
+		handles = append(handles, h)
+		if driverDialect(h.Driver()) == dialectPostgres {
+			if err := checkPostgresDSN(dsn); err != nil {
+				closeAll()
+				return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: fmt.Errorf("malformed DSN: %w", err)}
+			}
+		}
+		name := dsnAddr(dsn)
+		if name == "" {
+			name = "primary"
+			if i > 0 {
+				name = fmt.Sprintf("replica%d", i)
+			}
+		}
+		names = append(names, name)
+	}
+	// Nodes on one host:port (different databases) get a suffix.
+	for i := range names {
+		for j := 0; j < i; j++ {
+			if names[j] == names[i] {
+				names[i] = fmt.Sprintf("%s#%d", names[i], i)
+				break
+			}
+		}
+	}
+	db, err := newDB(op, handles[0], handles[1:], names, opts)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return db, nil
+}
+
+type primaryKey struct{}
+
+// WithPrimary returns a context that sends every call made with it to the
+// primary: reads too, and read-only transactions. Use it for a read that
+// must see the primary's latest state.
+func WithPrimary(ctx context.Context) context.Context {
+	return context.WithValue(ctx, primaryKey{}, true)
+}
+
+func forcedPrimary(ctx context.Context) bool {
+	return ctx.Value(primaryKey{}) != nil
+}
+
+// route is where a call goes.
+type route struct {
+	r        *Replica
+	read     bool // the statement is a pure read
+	fallback bool // a read on the primary for want of a replica: holds a fallback slot
+}
+
+// routeRead returns the node for a statement on the read path.
+func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
+	read := sqlclass.IsRead(db.dialect.class, query)
+	if !read || forcedPrimary(ctx) {
+		return route{r: db.primary.Load(), read: read}, nil
+	}
+	return db.routeReplica(ctx, query, nil)
+}
+
+// routeReplica picks a replica for a read, avoiding the nodes in tried,
+// or falls back to the primary within the fallback limit.
+func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes) (route, error) {
+	snap := db.snap.Load()
+	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) {
+		return route{r: r, read: true}, nil
+	} else if r != nil {
+		// A retry: the picker chose a node already tried; take the first
+		// eligible one that was not.
+		for _, r := range snap.replicas {
+			if !tried.has(r) {
+				return route{r: r, read: true}, nil
+			}
+		}
+	}
+	p := db.primary.Load()
+	if db.replicaCount == 0 || tried.has(p) {
+		return route{r: p, read: true}, nil
+	}
+	if lim := db.cfg.fallbackLimit; lim >= 0 {
+		if db.fallbackInFlight.Add(1) > int64(lim) {
+			db.fallbackInFlight.Add(-1)
+			db.fallbackRejected.Add(1)
+			return route{}, ErrNoReplica
+		}
+	}
+	db.fallbacks.Add(1)
+	return route{r: p, read: true, fallback: true}, nil
+}
+
+// done releases what a call on rt held.
+func (db *DB) done(rt route) {
+	if rt.fallback && db.cfg.fallbackLimit >= 0 {
+		db.fallbackInFlight.Add(-1)
+	}
+}
+
+// maxReadAttempts bounds the nodes one read tries: the first, then two
+// others (replicas, then the primary).
+const maxReadAttempts = 3
+
+// triedNodes is the set of nodes a read has tried; it lives on the stack.
+type triedNodes struct {
+	n     int
+	nodes [maxReadAttempts]*Replica
+}
+
+func (t *triedNodes) has(r *Replica) bool {
+	if t == nil {
+		return false
+	}
+	for _, x := range t.nodes[:t.n] {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *triedNodes) add(r *Replica) {
+	if t.n < len(t.nodes) {
+		t.nodes[t.n] = r
+		t.n++
+	}
+}
+
+// retryRoute decides, after a call on rt failed with err, where to run it
+// again, or returns false to hand err to the caller. A pure read that
+// failed because of the node is safe to run elsewhere (it changed
+// nothing); so is a read that a replica refused as a write (it failed
+// before doing anything), which goes to the primary. A caller's
+// cancellation is never retried, nor is anything that may have written.
+func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string, tried *triedNodes) (route, bool) {
+	tried.add(rt.r)
+	replica := rt.r.Role() == RoleReplica
+	if rt.read && replica && isReadOnlyRejection(err) {
+		rt.r.readOnlyRetries.Add(1)
+		db.log.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
+		return route{r: db.primary.Load()}, true
+	}
+	if !rt.read || tried.n >= maxReadAttempts || isCallerDone(ctx, err) {
+		return route{}, false
+	}
+	if !isNodeFault(ctx, err) && !(replica && isRecoveryConflict(err)) {
+		return route{}, false
+	}
+	next, rerr := db.routeReplica(ctx, query, tried)
+	if rerr != nil || tried.has(next.r) {
+		db.done(next)
+		return route{}, false
+	}
+	rt.r.retries.Add(1)
+	db.log.Debug("rwsplit: read failed; retrying on another node", "node", rt.r.name, "err", errorText(err))
+	return next, true
+}
+
+// count records a statement served by r.
+func (r *Replica) count(read bool) {
+	if read {
+		r.reads.Add(1)
+	} else {
+		r.writes.Add(1)
+	}
+}
+
+// closedErr turns the error of a call that raced with Close into ErrClosed.
+func (db *DB) closedErr(err error) error {
+	if err != nil && db.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}
+
+// QueryContext runs a query. A pure read (see the package documentation)
+// goes to a replica chosen by the policy, or to the primary when no
+// replica is eligible or ctx comes from [WithPrimary]; anything else goes
+// to the primary. A read that a replica rejects as a write (the classifier
+// cannot see inside user functions) is re-run once on the primary, when
+// the driver reports the rejection before QueryContext returns (pgx and
+// go-sql-driver/mysql do). Errors met while iterating rows reach the
+// caller unchanged.
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	rt, err := db.routeRead(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	var tried triedNodes
+	for {
+		start := rt.r.begin()
+		rows, err := rt.r.db.QueryContext(ctx, query, args...)
+		rt.r.end(ctx, start, err)
+		db.done(rt)
+		if err == nil {
+			rt.r.count(rt.read)
+			return rows, nil
+		}
+		var ok bool
+		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
+			return nil, db.closedErr(err)
+		}
+	}
+}
+
+// QueryRowContext runs a query expected to return at most one row, routed
+// as [DB.QueryContext]. Errors are deferred to the returned row's Scan, as
+// with *sql.DB; after Close, Scan returns [ErrClosed].
+func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if db.closed.Load() {
+		return errRow(ErrClosed)
+	}
+	rt, err := db.routeRead(ctx, query)
+	if err != nil {
+		return errRow(err)
+	}
+	var tried triedNodes
+	for {
+		start := rt.r.begin()
+		row := rt.r.db.QueryRowContext(ctx, query, args...)
+		err := row.Err()
+		rt.r.end(ctx, start, err)
+		db.done(rt)
+		if err == nil {
+			rt.r.count(rt.read)
+			return row
+		}
+		var ok bool
+		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
+			if db.closed.Load() {
+				return errRow(ErrClosed)
+			}
+			return row
+		}
+	}
+}
+
+// ExecContext runs a statement on the primary. It is never retried on
+// another node.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := db.primary.Load()
+	start := r.begin()
+	res, err := r.db.ExecContext(ctx, query, args...)
+	r.end(ctx, start, err)
+	if err != nil {
+		return nil, db.closedErr(err)
+	}
+	r.writes.Add(1)
+	return res, nil
+}
+
+// PrepareContext prepares a statement on the primary; the returned
+// *sql.Stmt runs there, reads included.
+func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	stmt, err := db.primary.Load().db.PrepareContext(ctx, query)
+	return stmt, db.closedErr(err)
+}
+
+// BeginTx starts a transaction. A read-only transaction (opts.ReadOnly)
+// runs on a replica chosen by the policy, unless its isolation level is
+// sql.LevelSerializable (a PostgreSQL hot standby refuses serializable
+// transactions), ctx comes from [WithPrimary], or no replica is eligible;
+// every other transaction runs on the primary. A read-only transaction
+// that cannot begin because its node fails is begun on another; once
+// begun, a transaction never changes node.
+func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	rt := route{r: db.primary.Load()}
+	if opts != nil && opts.ReadOnly && opts.Isolation != sql.LevelSerializable && !forcedPrimary(ctx) {
+		var err error
+		if rt, err = db.routeReplica(ctx, "", nil); err != nil {
+			return nil, err
+		}
+	}
+	var tried triedNodes
+	for {
+		start := rt.r.begin()
+		tx, err := rt.r.db.BeginTx(ctx, opts)
+		rt.r.end(ctx, start, err)
+		db.done(rt)
+		if err == nil {
+			rt.r.transactions.Add(1)
+			return tx, nil
+		}
+		var ok bool
+		if rt, ok = db.retryRoute(ctx, rt, err, "", &tried); !ok {
+			return nil, db.closedErr(err)
+		}
+	}
+}
+
+// Conn returns a single connection to the primary.
+func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	c, err := db.primary.Load().db.Conn(ctx)
+	return c, db.closedErr(err)
+}
+
+// PingContext pings every node concurrently and returns nil if all
+// answer, or the failures joined, each an [*Error] naming its node.
+func (db *DB) PingContext(ctx context.Context) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	errs := make([]error, len(db.nodes))
+	var wg sync.WaitGroup
+	for i, r := range db.nodes {
+		wg.Go(func() {
+			if err := r.db.PingContext(ctx); err != nil {
+				errs[i] = &Error{Op: "ping", Node: r.name, Err: db.closedErr(err)}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Exec is ExecContext with context.Background.
+func (db *DB) Exec(query string, args ...any) (sql.Result, error) {
+	return db.ExecContext(context.Background(), query, args...)
+}
+
+// Query is QueryContext with context.Background.
+func (db *DB) Query(query string, args ...any) (*sql.Rows, error) {
+	return db.QueryContext(context.Background(), query, args...)
+}
+
+// QueryRow is QueryRowContext with context.Background.
+func (db *DB) QueryRow(query string, args ...any) *sql.Row {
+	return db.QueryRowContext(context.Background(), query, args...)
+}
+
+// Prepare is PrepareContext with context.Background.
+func (db *DB) Prepare(query string) (*sql.Stmt, error) {
+	return db.PrepareContext(context.Background(), query)
+}
+
+// Begin starts a read-write transaction on the primary.
+func (db *DB) Begin() (*sql.Tx, error) {
+	return db.BeginTx(context.Background(), nil)
+}
+
+// Ping is PingContext with context.Background.
+func (db *DB) Ping() error {
+	return db.PingContext(context.Background())
+}
+
+// SetMaxOpenConns sets the maximum number of open connections of every
+// node's pool, as [sql.DB.SetMaxOpenConns] does for one.
+func (db *DB) SetMaxOpenConns(n int) {
+	for _, r := range db.nodes {
+		r.db.SetMaxOpenConns(n)
+	}
+}
+
+// SetMaxIdleConns sets the maximum number of idle connections of every
+// node's pool, as [sql.DB.SetMaxIdleConns] does for one.
+func (db *DB) SetMaxIdleConns(n int) {
+	for _, r := range db.nodes {
+		r.db.SetMaxIdleConns(n)
+	}
+}
+
+// SetConnMaxLifetime sets the maximum lifetime of a connection in every
+// node's pool, as [sql.DB.SetConnMaxLifetime] does for one.
+func (db *DB) SetConnMaxLifetime(d time.Duration) {
+	for _, r := range db.nodes {
+		r.db.SetConnMaxLifetime(d)
+	}
+}
+
+// SetConnMaxIdleTime sets the maximum idle time of a connection in every
+// node's pool, as [sql.DB.SetConnMaxIdleTime] does for one.
+func (db *DB) SetConnMaxIdleTime(d time.Duration) {
+	for _, r := range db.nodes {
+		r.db.SetConnMaxIdleTime(d)
+	}
+}
+
+// Close stops the health goroutine and its probes, closes every node's
+// *sql.DB (and the [WithMonitor] handles) and returns their errors joined.
+// It is idempotent: later calls return nil. After Close every method
+// returns [ErrClosed].
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.closed.Swap(true) {
+		return nil
+	}
+	db.stopHealth()
+	var errs []error
+	for _, r := range db.nodes {
+		if err := r.db.Close(); err != nil {
+			errs = append(errs, &Error{Op: "close", Node: r.name, Err: err})
+		}
+		if r.monitor != r.db {
+			if err := r.monitor.Close(); err != nil {
+				errs = append(errs, &Error{Op: "close monitor", Node: r.name, Err: err})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Primary returns the *sql.DB of the current primary.
+func (db *DB) Primary() *sql.DB { return db.primary.Load().db }
+
+// Replicas returns the *sql.DB of every node that is currently a replica,
+// in the order they were given.
+func (db *DB) Replicas() []*sql.DB {
+	var out []*sql.DB
+	for _, r := range db.nodes {
+		if r.Role() == RoleReplica {
+			out = append(out, r.db)
+		}
+	}
+	return out
+}
+
+// GetDBConn returns the primary's *sql.DB. It is what GORM's DB() asks a
+// connection pool for; after Close it returns [ErrClosed].
+func (db *DB) GetDBConn() (*sql.DB, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return db.Primary(), nil
+}

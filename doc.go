@@ -1,0 +1,77 @@
+// Package rwsplit puts one primary database and any number of read
+// replicas behind a single handle with the method set of *sql.DB.
+//
+// A [DB] drops in where a *sql.DB was used (it satisfies sqlc's DBTX and
+// GORM's ConnPool, TxBeginner and GetDBConnector interfaces): writes go to
+// the primary, pure reads are spread over the replicas by a [Policy], and
+// the standard *sql.Rows, *sql.Row, *sql.Tx, *sql.Conn and *sql.Stmt come
+// back unwrapped.
+//
+//	db, err := rwsplit.Open("pgx", primaryDSN, []string{replica1DSN, replica2DSN})
+//	if err != nil { ... }
+//	defer db.Close()
+//	db.ExecContext(ctx, "INSERT INTO users (name) VALUES ($1)", "ada")        // primary
+//	db.QueryRowContext(ctx, "SELECT count(*) FROM users").Scan(&n)            // a replica
+//	db.QueryRowContext(rwsplit.WithPrimary(ctx), "SELECT ...").Scan(&n)       // the primary
+//
+// # Routing
+//
+//  1. A context made by [WithPrimary] sends every call to the primary.
+//  2. [DB.ExecContext] goes to the primary.
+//  3. [DB.QueryContext] and [DB.QueryRowContext] go to a replica only when
+//     the statement is a pure read. The classifier is conservative: a
+//     statement reaches a replica only if it is a SELECT, WITH ... SELECT,
+//     VALUES, TABLE, SHOW or EXPLAIN with no locking clause (FOR UPDATE,
+//     FOR SHARE, LOCK IN SHARE MODE, ...), no INTO, no data-modifying CTE,
+//     no call of a known side-effecting function (nextval, setval, advisory
+//     locks, GET_LOCK, LAST_INSERT_ID, ...), no catalog read
+//     (information_schema, pg_catalog: migrations must see the primary's
+//     schema) and no second statement. Anything else, including anything it
+//     cannot lex, goes to the primary. It has one lexer per dialect family:
+//     PostgreSQL (nested comments, dollar quotes, standard and E'...' strings)
+//     and MySQL/MariaDB (# comments, backslash escapes, backticks, and
+//     executable /*! ... */ comments, which count as code). An unquoted
+//     identifier spelled like a write keyword (a column named "update")
+//     sends the statement to the primary; quote it to read it from a
+//     replica.
+//     The classifier cannot see inside user functions, so a read that a
+//     replica rejects as a write (SQLSTATE 25006, MySQL error 1290) is
+//     re-run once on the primary and counted in [DB.Stats]. It is safe
+//     because the statement failed before doing anything. It works where
+//     the rejection arrives before the call returns: pgx's stdlib reads the
+//     first row inside QueryContext and go-sql-driver/mysql reports it with
+//     the result header, so with both a refused read never reaches the
+//     caller. A driver that reports the refusal only from Rows.Next leaves
+//     it to the caller.
+//  4. [DB.BeginTx] with ReadOnly runs on a replica, except at
+//     sql.LevelSerializable (a hot standby refuses it); every other
+//     transaction, and [DB.Conn], runs on the primary. A transaction never
+//     changes node. [DB.PrepareContext] prepares on the primary, and the
+//     statement runs there.
+//
+// With no replica eligible a read goes to the primary.
+//
+// # Policies
+//
+// [LeastLatency] (the default) and [LeastInFlight] use the power of two
+// choices over the library's own per-node accounting; [RoundRobin],
+// [Random] and [Weighted] need none. A [Policy] of your own builds a
+// [Picker] over a snapshot of the eligible replicas; [Replica] exposes the
+// accounting it may weigh.
+//
+// # Dialects
+//
+// rwsplit takes *sql.DB handles, so any database/sql driver routes. The
+// dialect, which chooses the classifier's lexer, is detected from the
+// driver: github.com/jackc/pgx (stdlib) and github.com/lib/pq are
+// PostgreSQL, github.com/go-sql-driver/mysql is MySQL/MariaDB, any other
+// driver is generic (a read must pass both lexers). [WithDialect]
+// overrides it.
+//
+// # Errors
+//
+// Errors a driver returns for a statement come back unchanged, so
+// errors.Is(err, sql.ErrNoRows) and errors.As(err, &pgErr) work. Errors of
+// rwsplit's own are [ErrClosed], [ErrNoPrimary] and [*Error], which names
+// the operation and node and never contains a DSN or a password.
+package rwsplit

@@ -1,0 +1,301 @@
+package rwsplit
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// The health goroutine. One per DB, started by New and stopped, together
+// with every probe it started, by Close. Each round it probes every node
+// concurrently, each probe under its own timeout; applies the results with
+// hysteresis (a node leaves rotation after ejectAfter consecutive failures
+// and returns after reinstateAfter consecutive successes); measures each
+// replica's lag; and publishes a new snapshot of the eligible replicas
+// when the set changed. Failures of real traffic count too: a node that
+// fails calls ejectAfter times in a row leaves at once, without waiting
+// for the next round.
+
+// health is the health goroutine's state; the fields marked "loop only"
+// are touched by the health goroutine alone.
+type health struct {
+	ctx    context.Context // cancelled by Close: stops the loop and its probes
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the loop has returned
+	kick   chan struct{} // asks for a round now (capacity 1)
+
+	mu sync.Mutex // guards rebuilds of the snapshot
+
+	// history holds the primary's recent positions with the time they
+	// were read (loop only), to bound a replica's lag by the newest one
+	// it covers.
+	history    [historySize]positionSample
+	historyLen int
+	historyPos int
+}
+
+const historySize = 64
+
+type positionSample struct {
+	pos position
+	at  int64 // monotime
+}
+
+func (db *DB) startHealth() {
+	db.health.ctx, db.health.cancel = context.WithCancel(context.Background())
+	db.health.done = make(chan struct{})
+	db.health.kick = make(chan struct{}, 1)
+	go db.healthLoop()
+}
+
+// stopHealth stops the loop and waits for it and its probes.
+func (db *DB) stopHealth() {
+	db.health.cancel()
+	<-db.health.done
+}
+
+func (db *DB) healthLoop() {
+	defer close(db.health.done)
+	t := time.NewTimer(0) // the first round at once
+	defer t.Stop()
+	for {
+		select {
+		case <-db.health.ctx.Done():
+			return
+		case <-t.C:
+		case <-db.health.kick:
+		}
+		db.probeRound()
+		t.Reset(jitter(db.cfg.interval))
+	}
+}
+
+// jitter spreads d by ±10% so that many handles do not probe in step.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+// probeRound probes every node at once and applies the results.
+func (db *DB) probeRound() {
+	results := make([]probeResult, len(db.nodes))
+	rtts := make([]int64, len(db.nodes))
+	var wg sync.WaitGroup
+	for i, r := range db.nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
+			defer cancel()
+			start := monotime()
+			results[i] = db.dialect.probe(ctx, r.monitor)
+			rtts[i] = monotime() - start
+			if results[i].err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
+				results[i].err = errProbeTimeout
+			}
+		})
+	}
+	wg.Wait()
+	if db.health.ctx.Err() != nil {
+		return // closing: the results say nothing about the nodes
+	}
+	now := monotime()
+	primary := db.primary.Load()
+	var primaryPos *position
+	for i, r := range db.nodes {
+		if r == primary && results[i].err == nil && results[i].posKnown {
+			primaryPos = &results[i].pos
+			db.health.record(results[i].pos, now)
+		}
+	}
+	for i, r := range db.nodes {
+		db.applyProbe(r, results[i], rtts[i], primaryPos, now)
+	}
+	db.rebuild()
+}
+
+func (h *health) record(p position, at int64) {
+	h.history[h.historyPos] = positionSample{pos: p, at: at}
+	h.historyPos = (h.historyPos + 1) % historySize
+	h.historyLen = min(h.historyLen+1, historySize)
+}
+
+// applyProbe updates a node's state from one probe result.
+//
+// Only a timeout or a connection-level error counts as a failure. Any other
+// error (a proxy that does not know the probe's functions, a user without
+// the privilege to read replication status) shows the node answering: it
+// counts as alive, with role and lag unknown.
+func (db *DB) applyProbe(r *Replica, res probeResult, rtt int64, primaryPos *position, now int64) {
+	if res.err != nil {
+		r.lastErr.Store(errorText(res.err))
+		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
+			r.okStreak = 0
+			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
+				db.setHealthy(r, false, res.err)
+			}
+			return
+		}
+		res = probeResult{primary: r.Role() == RolePrimary}
+	}
+	r.failStreak.Store(0)
+	r.okStreak++
+	if now-r.lastObs.Load() > int64(db.cfg.interval) {
+		// No call has been timed on the node for an interval: let the
+		// probe's round trip refresh its latency estimate, so that a
+		// node the policy avoids is not judged on old samples forever.
+		r.observe(rtt, now)
+	}
+	if !r.healthy.Load() && r.okStreak >= db.cfg.reinstateAfter {
+		db.setHealthy(r, true, nil)
+	}
+	if r.probedPrimary.Swap(res.primary) != res.primary && r.Role() == RoleReplica && res.primary {
+		db.log.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
+	}
+	if r.Role() == RoleReplica {
+		r.lag.Store(int64(db.replicaLag(r, res, primaryPos, now)))
+	}
+}
+
+// lagUnknown marks a lag that cannot be measured yet; lagBroken one of a
+// replica whose replication is stopped.
+const (
+	lagUnknown = -1
+	lagBroken  = math.MaxInt64
+)
+
+// replicaLag estimates how far behind the primary a replica is. Zero when
+// it covers the primary's position of this round. Otherwise the smallest
+// of the upper bounds the dialect gives: the server's own estimate
+// (MySQL/MariaDB Seconds_Behind_*), the age of the last replayed
+// transaction (PostgreSQL), and the time since the newest recorded
+// primary position the replica covers.
+func (db *DB) replicaLag(r *Replica, res probeResult, primaryPos *position, now int64) time.Duration {
+	if res.lagReported && res.secondsBehind < 0 {
+		return lagBroken
+	}
+	if primaryPos != nil && res.posKnown {
+		if covers, ok := db.dialect.covers(res.pos, *primaryPos); ok && covers {
+			return 0
+		}
+	}
+	lag := time.Duration(lagUnknown)
+	tighten := func(d time.Duration) {
+		if d >= 0 && (lag == lagUnknown || d < lag) {
+			lag = d
+		}
+	}
+	if res.lagReported {
+		tighten(time.Duration(res.secondsBehind) * time.Second)
+	}
+	if res.replayAgeOK {
+		tighten(res.replayAge)
+	}
+	if res.posKnown {
+		h := &db.health
+		for i := 1; i <= h.historyLen; i++ {
+			s := h.history[(h.historyPos-i+historySize)%historySize]
+			if covers, ok := db.dialect.covers(res.pos, s.pos); ok && covers {
+				tighten(time.Duration(now - s.at))
+				break
+			}
+		}
+		if lag == lagUnknown && h.historyLen == historySize {
+			// Behind every recorded position: at least this far.
+			oldest := h.history[h.historyPos]
+			lag = time.Duration(now - oldest.at)
+		}
+	}
+	return lag
+}
+
+// setHealthy takes a node out of rotation or brings it back, logs it and
+// republishes the snapshot.
+func (db *DB) setHealthy(r *Replica, up bool, cause error) {
+	if r.healthy.Swap(up) == up {
+		return
+	}
+	if up {
+		// Forget the latency of the failures (they were recorded with a
+		// penalty): the node is measured afresh, and slow start meters
+		// its return.
+		r.ewma.Store(0)
+		if db.cfg.slowStart > 0 && r.Role() == RoleReplica {
+			r.rampStart.Store(max(monotime(), 1))
+		}
+		db.log.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
+	} else {
+		r.ejections.Add(1)
+		db.log.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
+	}
+	db.rebuild()
+}
+
+// nodeFailed records a connection-level failure of real traffic; enough
+// of them in a row take the node out at once.
+func (db *DB) nodeFailed(r *Replica, err error) {
+	if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter && r.healthy.Load() {
+		r.lastErr.Store(errorText(err))
+		db.setHealthy(r, false, err)
+		select { // have the next round sooner, to learn who else is affected
+		case db.health.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// rebuild publishes a new snapshot if the set of eligible replicas
+// changed.
+func (db *DB) rebuild() {
+	db.health.mu.Lock()
+	defer db.health.mu.Unlock()
+	var eligible []*Replica
+	for _, r := range db.nodes {
+		if db.eligible(r) {
+			eligible = append(eligible, r)
+		}
+	}
+	old := db.snap.Load()
+	if sameReplicas(old.replicas, eligible) {
+		return
+	}
+	db.snap.Store(newSnapshot(db.policy, eligible))
+	if len(eligible) == 0 && db.replicaCount > 0 {
+		db.log.Warn("rwsplit: no replica eligible; reads go to the primary within the fallback limit")
+	} else if len(old.replicas) == 0 && len(eligible) > 0 && db.replicaCount > 0 {
+		db.log.Info("rwsplit: replicas eligible again", "count", len(eligible))
+	}
+}
+
+// eligible reports whether reads may go to r.
+func (db *DB) eligible(r *Replica) bool {
+	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() {
+		return false
+	}
+	if db.cfg.maxLag > 0 {
+		if lag := r.lag.Load(); lag != lagUnknown && lag > int64(db.cfg.maxLag) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameReplicas(a, b []*Replica) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// errorText is an error's message for logs and Stats. Driver errors carry
+// no credentials; rwsplit's own never do.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

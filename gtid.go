@@ -1,0 +1,172 @@
+package rwsplit
+
+import (
+	"strconv"
+	"strings"
+)
+
+// MariaDB GTID positions are lists of domain-server-sequence triples, one
+// per replication domain ("0-1-42,1-2-7"). Sequence numbers grow within a
+// domain whatever server wrote them, so position p covers q when every
+// domain of q is in p with a sequence number at least as high.
+
+// mariaGTIDCovers reports whether p covers q, and whether both parsed.
+func mariaGTIDCovers(p, q string) (covers, ok bool) {
+	pd, ok1 := parseMariaGTID(p)
+	qd, ok2 := parseMariaGTID(q)
+	if !ok1 || !ok2 {
+		return false, false
+	}
+	for domain, seq := range qd {
+		if pd[domain] < seq {
+			return false, true
+		}
+	}
+	return true, true
+}
+
+// parseMariaGTID maps each domain of a MariaDB GTID position to its
+// sequence number.
+func parseMariaGTID(s string) (map[uint32]uint64, bool) {
+	out := map[uint32]uint64{}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return out, true
+	}
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Split(strings.TrimSpace(part), "-")
+		if len(f) != 3 {
+			return nil, false
+		}
+		domain, err1 := strconv.ParseUint(f[0], 10, 32)
+		_, err2 := strconv.ParseUint(f[1], 10, 32)
+		seq, err3 := strconv.ParseUint(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, false
+		}
+		if seq > out[uint32(domain)] {
+			out[uint32(domain)] = seq
+		}
+	}
+	return out, true
+}
+
+// MySQL GTID sets name, per source UUID, the transaction numbers executed
+// as intervals: "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:11,...". Set p
+// covers q when q is a subset of p (GTID_SUBSET(q, p)).
+
+type gtidInterval struct{ lo, hi uint64 }
+
+// mysqlGTIDCovers reports whether GTID set q is a subset of p, and whether
+// both parsed.
+func mysqlGTIDCovers(p, q string) (covers, ok bool) {
+	ps, ok1 := parseMySQLGTIDSet(p)
+	qs, ok2 := parseMySQLGTIDSet(q)
+	if !ok1 || !ok2 {
+		return false, false
+	}
+	for uuid, qiv := range qs {
+		piv := ps[uuid]
+		for _, iv := range qiv {
+			if !intervalsContain(piv, iv) {
+				return false, true
+			}
+		}
+	}
+	return true, true
+}
+
+// intervalsContain reports whether the union of ivs (sorted, merged)
+// contains iv.
+func intervalsContain(ivs []gtidInterval, iv gtidInterval) bool {
+	for _, x := range ivs {
+		if x.lo <= iv.lo && iv.hi <= x.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// parseMySQLGTIDSet parses a GTID set into sorted, merged intervals per
+// lower-cased source UUID (or UUID:tag, MySQL 8.3+).
+func parseMySQLGTIDSet(s string) (map[string][]gtidInterval, bool) {
+	out := map[string][]gtidInterval{}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return out, true
+	}
+	for _, part := range strings.Split(s, ",") {
+		fields := strings.Split(strings.TrimSpace(part), ":")
+		if len(fields) < 2 || !validUUID(fields[0]) {
+			return nil, false
+		}
+		source := strings.ToLower(fields[0])
+		for _, f := range fields[1:] {
+			if f == "" {
+				return nil, false
+			}
+			if !isDigitByte(f[0]) { // a tag (MySQL 8.3+): uuid:tag:1-5
+				source = strings.ToLower(fields[0]) + ":" + strings.ToLower(f)
+				continue
+			}
+			lo, hi, isRange := strings.Cut(f, "-")
+			a, err := strconv.ParseUint(lo, 10, 64)
+			if err != nil || a == 0 {
+				return nil, false
+			}
+			b := a
+			if isRange {
+				if b, err = strconv.ParseUint(hi, 10, 64); err != nil || b < a {
+					return nil, false
+				}
+			}
+			out[source] = append(out[source], gtidInterval{a, b})
+		}
+	}
+	for k, ivs := range out {
+		out[k] = mergeIntervals(ivs)
+	}
+	return out, true
+}
+
+func mergeIntervals(ivs []gtidInterval) []gtidInterval {
+	// Insertion sort: sets have few intervals.
+	for i := 1; i < len(ivs); i++ {
+		for j := i; j > 0 && ivs[j].lo < ivs[j-1].lo; j-- {
+			ivs[j], ivs[j-1] = ivs[j-1], ivs[j]
+		}
+	}
+	merged := ivs[:0]
+	for _, iv := range ivs {
+		if n := len(merged); n > 0 && iv.lo <= merged[n-1].hi+1 {
+			if iv.hi > merged[n-1].hi {
+				merged[n-1].hi = iv.hi
+			}
+			continue
+		}
+		merged = append(merged, iv)
+	}
+	return merged
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !isDigitByte(c) && !('a' <= c|0x20 && c|0x20 <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isDigitByte(c byte) bool { return '0' <= c && c <= '9' }

@@ -1,0 +1,221 @@
+package rwsplit
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// An Option configures a [DB] in [New] or [Open]. Options are validated by
+// New and Open, which return an error for a bad one; they never panic.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	policy    Policy
+	policySet bool
+	logger    *slog.Logger
+	dialect   string    // "" means: detect from the driver
+	names     []string  // primary first, then replicas; nil means default names
+	namesSet  bool      //
+	monitors  []*sql.DB // probe handles, primary first; nil: probe through the nodes' own handles
+
+	interval       time.Duration // health check interval
+	probeTimeout   time.Duration // 0: derived from interval
+	ejectAfter     int           // consecutive failures that take a node out
+	reinstateAfter int           // consecutive successes that bring it back
+	maxLag         time.Duration // 0: no bound
+	fallbackLimit  int           // reads in flight on the primary for want of a replica; <0 unlimited
+	slowStart      time.Duration // ramp-up of a reinstated replica; 0 off
+}
+
+// Defaults of the health and fallback settings; the With... functions
+// document them.
+const (
+	defaultInterval       = time.Second
+	defaultEjectAfter     = 2
+	defaultReinstateAfter = 2
+	defaultFallbackLimit  = 32
+	defaultSlowStart      = 5 * time.Second
+	minProbeTimeout       = 500 * time.Millisecond
+)
+
+func defaultConfig() config {
+	return config{
+		policy:         LeastLatency(),
+		logger:         slog.New(slog.DiscardHandler),
+		interval:       defaultInterval,
+		ejectAfter:     defaultEjectAfter,
+		reinstateAfter: defaultReinstateAfter,
+		fallbackLimit:  defaultFallbackLimit,
+		slowStart:      defaultSlowStart,
+	}
+}
+
+// timeout returns the probe timeout: the configured one, or the interval
+// with a floor of 500ms (a probe is one short query, but CI machines and
+// loaded servers answer slowly).
+func (c *config) timeout() time.Duration {
+	if c.probeTimeout > 0 {
+		return c.probeTimeout
+	}
+	return max(c.interval, minProbeTimeout)
+}
+
+// WithPolicy sets the policy that spreads reads over the eligible replicas.
+// The default is [LeastLatency]. A nil policy is an error.
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(c *config) { c.policy, c.policySet = p, true })
+}
+
+// WithLogger sets the logger for node state changes and routing events.
+// The default, and nil, discards everything. rwsplit logs at Info when a
+// node goes down or comes back and the primary changes, at Warn for
+// failovers and when no replica is eligible, and at Debug for routing
+// decisions. Keys are stable: node, role, lag, err.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+	})
+}
+
+// WithDialect overrides the SQL dialect that rwsplit detects from the
+// driver. It chooses the lexer of the read/write classifier (and, for the
+// position-aware features, the queries rwsplit asks each node). Accepted
+// names: "postgres" (also "postgresql", "pgx"), "mysql", "mariadb" and
+// "generic". By default the dialect follows the driver: pgx and lib/pq are
+// PostgreSQL, go-sql-driver/mysql is MySQL/MariaDB, anything else is
+// generic, whose classifier calls a statement a read only when both the
+// PostgreSQL and the MySQL rules do.
+func WithDialect(name string) Option {
+	return optionFunc(func(c *config) { c.dialect = name })
+}
+
+// WithNodeNames names the nodes given to [New] in [DB.Stats] and in log
+// lines: primary first, then one name per replica, in order. Names must be
+// non-empty and distinct. By default New names them "primary", "replica1",
+// "replica2", ...; [Open] names them host:port from their DSNs.
+func WithNodeNames(primary string, replicas ...string) Option {
+	return optionFunc(func(c *config) {
+		c.names = append([]string{primary}, replicas...)
+		c.namesSet = true
+	})
+}
+
+// WithHealthCheckInterval sets how often the health goroutine probes every
+// node (alive, role, replication position and lag), with ±10% jitter. The
+// default is 1s; zero keeps the default, a negative value is an error.
+// Each probe runs under its own timeout (see [WithHealthCheckTimeout]), all
+// nodes concurrently, so one hung node does not delay the others.
+func WithHealthCheckInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.interval = d })
+}
+
+// WithHealthCheckTimeout sets the timeout of one probe. The default, and
+// zero, is the check interval with a floor of 500ms. A negative value is an
+// error.
+func WithHealthCheckTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.probeTimeout = d })
+}
+
+// WithHysteresis sets how many consecutive failures take a node out of
+// rotation (probes and connection-level errors of real traffic both count)
+// and how many consecutive successful probes bring it back. The defaults
+// are 2 and 2; zero keeps a default, a negative value is an error.
+func WithHysteresis(failures, successes int) Option {
+	return optionFunc(func(c *config) {
+		if failures != 0 {
+			c.ejectAfter = failures
+		}
+		if successes != 0 {
+			c.reinstateAfter = successes
+		}
+	})
+}
+
+// WithMaxReplicationLag keeps reads off a replica that is further behind
+// the primary than d. Lag is measured by the health probes:
+//   - PostgreSQL: zero while the standby has replayed up to the primary's
+//     current WAL position; otherwise the age of the last replayed
+//     transaction, capped by the time since the standby was last seen
+//     caught up.
+//   - MySQL and MariaDB: Seconds_Behind_Source/Master where the probe may
+//     read it (NULL, meaning broken replication, counts as infinitely far
+//     behind); otherwise GTID comparison with the primary in the same way
+//     as for PostgreSQL.
+//
+// The default, and zero, is no bound. A negative value is an error.
+func WithMaxReplicationLag(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxLag = d })
+}
+
+// WithFallbackLimit caps the reads in flight on the primary because no
+// replica is eligible: beyond it a read fails at once with [ErrNoReplica]
+// instead of queueing on the primary. A replica outage in a read-heavy
+// service would otherwise move all of its reads onto the primary, whose
+// pool and CPU are sized for the writes, and take the writes down with it.
+// The default is 32, about a typical primary pool's worth of connections;
+// zero sends no read to the primary for want of a replica; a negative
+// value removes the cap. Reads made with [WithPrimary], and every read of a
+// DB without replicas, are not fallbacks and are never capped.
+func WithFallbackLimit(n int) Option {
+	return optionFunc(func(c *config) { c.fallbackLimit = n })
+}
+
+// WithSlowStart sets how long a replica that comes back after being taken
+// out of rotation takes to receive its full share of reads: its share
+// grows linearly over d, so a cold node is not stampeded. The default is
+// 5s; zero turns slow start off. A negative value is an error.
+func WithSlowStart(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.slowStart = d })
+}
+
+// WithMonitor makes the health probes use other handles than the ones
+// that serve traffic, one per node in the order given to [New] or [Open]
+// (primary first), typically opened with monitoring credentials: MariaDB
+// and MySQL tell a primary from a replica and report lag only to a user
+// with a monitoring privilege (SLAVE MONITOR, REPLICATION CLIENT), which
+// the application's user should not need. The DB closes them in Close. By
+// default the probes use the nodes' own handles.
+func WithMonitor(primary *sql.DB, replicas ...*sql.DB) Option {
+	return optionFunc(func(c *config) { c.monitors = append([]*sql.DB{primary}, replicas...) })
+}
+
+// validate checks the settings against the number of nodes.
+func (c *config) validate(nodes int) error {
+	switch {
+	case c.interval < 0:
+		return fmt.Errorf("WithHealthCheckInterval: negative interval %s", c.interval)
+	case c.probeTimeout < 0:
+		return fmt.Errorf("WithHealthCheckTimeout: negative timeout %s", c.probeTimeout)
+	case c.ejectAfter < 0 || c.reinstateAfter < 0:
+		return fmt.Errorf("WithHysteresis: negative count")
+	case c.maxLag < 0:
+		return fmt.Errorf("WithMaxReplicationLag: negative lag %s", c.maxLag)
+	case c.slowStart < 0:
+		return fmt.Errorf("WithSlowStart: negative duration %s", c.slowStart)
+	}
+	if c.interval == 0 {
+		c.interval = defaultInterval
+	}
+	if c.monitors != nil {
+		if len(c.monitors) != nodes {
+			return fmt.Errorf("WithMonitor: %d handles for %d nodes", len(c.monitors), nodes)
+		}
+		for i, m := range c.monitors {
+			if m == nil {
+				return fmt.Errorf("WithMonitor: handle of %s is nil", nodeOrdinal(i))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package rwsplit
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+)
+
+// A Policy decides how reads are spread over the eligible replicas.
+//
+// rwsplit calls Build whenever the set of eligible replicas changes (at
+// [New], and later from its health goroutine), never on the path of a
+// query, and publishes the new [Picker] atomically. The library keeps the
+// per-node accounting a policy may weigh (see [Replica]); a policy only
+// chooses.
+//
+// Implement Policy to plug in your own choice. rwsplit may grow through
+// optional interfaces that a Policy or Picker can implement, found by type
+// assertion; it never adds methods to these two.
+type Policy interface {
+	// Build returns a Picker over replicas, which holds at least one
+	// replica and must not be modified.
+	Build(replicas []*Replica) Picker
+}
+
+// A Picker chooses a replica for one read. Pick is called concurrently on
+// every read routed to a replica: it must not block, do I/O or allocate.
+// It returns one of the replicas it was built with, or nil to send the read
+// to the primary.
+type Picker interface {
+	Pick(info PickInfo) *Replica
+}
+
+// PickInfo describes the read being routed.
+type PickInfo struct {
+	Ctx   context.Context // the caller's context
+	Query string          // the statement; empty for a read-only transaction
+}
+
+// randSource is where policies draw random numbers: the runtime's
+// lock-free generator in production, a seeded one in tests.
+type randSource interface {
+	Uint64N(n uint64) uint64
+}
+
+type runtimeRand struct{}
+
+func (runtimeRand) Uint64N(n uint64) uint64 { return rand.Uint64N(n) }
+
+var (
+	_ Policy = (*roundRobin)(nil)
+	_ Policy = (*randomPolicy)(nil)
+	_ Policy = (*weighted)(nil)
+	_ Policy = (*leastInFlight)(nil)
+	_ Policy = (*leastLatency)(nil)
+)
+
+// RoundRobin returns a policy that sends reads to the eligible replicas in
+// turn.
+func RoundRobin() Policy { return &roundRobin{rnd: runtimeRand{}} }
+
+type roundRobin struct{ rnd randSource }
+
+func (p *roundRobin) Build(replicas []*Replica) Picker {
+	pk := &roundRobinPicker{replicas: replicas}
+	// Start at a random offset so that many handles built at once do not
+	// all send their first read to the same replica.
+	pk.next.Store(p.rnd.Uint64N(uint64(len(replicas))))
+	return pk
+}
+
+type roundRobinPicker struct {
+	replicas []*Replica
+	next     atomic.Uint64
+}
+
+func (p *roundRobinPicker) Pick(PickInfo) *Replica {
+	i := p.next.Add(1) - 1
+	return p.replicas[i%uint64(len(p.replicas))]
+}
+
+// Random returns a policy that sends each read to an eligible replica
+// chosen uniformly at random.
+func Random() Policy { return &randomPolicy{rnd: runtimeRand{}} }
+
+type randomPolicy struct{ rnd randSource }
+
+func (p *randomPolicy) Build(replicas []*Replica) Picker {
+	return &randomPicker{replicas: replicas, rnd: p.rnd}
+}
+
+type randomPicker struct {
+	replicas []*Replica
+	rnd      randSource
+}
+
+func (p *randomPicker) Pick(PickInfo) *Replica {
+	return p.replicas[p.rnd.Uint64N(uint64(len(p.replicas)))]
+}
+
+// Weighted returns a policy that sends each read to an eligible replica
+// chosen at random in proportion to its weight. It takes one weight per
+// replica handle given to [New] or DSN given to [Open], in the same order;
+// a weight stays with its node when the eligible set changes. A weight of
+// zero keeps the node out of reads (its reads go to the other replicas, or
+// to the primary if no weighted replica is eligible). New returns an
+// error if the number of weights differs from the number of replicas, or
+// if a weight is negative.
+func Weighted(weights ...int) Policy {
+	return &weighted{weights: append([]int(nil), weights...), rnd: runtimeRand{}}
+}
+
+type weighted struct {
+	weights []int
+	rnd     randSource
+}
+
+// validate checks the weights against the replica count given to New.
+func (p *weighted) validate(replicas int) error {
+	if len(p.weights) != replicas {
+		return fmt.Errorf("Weighted: %d weights for %d replicas", len(p.weights), replicas)
+	}
+	for i, w := range p.weights {
+		if w < 0 {
+			return fmt.Errorf("Weighted: weight %d of replica %d is negative", w, i+1)
+		}
+	}
+	return nil
+}
+
+func (p *weighted) Build(replicas []*Replica) Picker {
+	pk := &weightedPicker{rnd: p.rnd}
+	var total uint64
+	for _, r := range replicas {
+		if r.weight <= 0 {
+			continue
+		}
+		total += uint64(r.weight)
+		pk.replicas = append(pk.replicas, r)
+		pk.cumulative = append(pk.cumulative, total)
+	}
+	pk.total = total
+	return pk
+}
+
+type weightedPicker struct {
+	replicas   []*Replica
+	cumulative []uint64 // running sum of weights, ascending
+	total      uint64
+	rnd        randSource
+}
+
+func (p *weightedPicker) Pick(PickInfo) *Replica {
+	if p.total == 0 {
+		return nil
+	}
+	x := p.rnd.Uint64N(p.total)
+	// The first replica whose running sum exceeds x.
+	lo, hi := 0, len(p.cumulative)-1
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if p.cumulative[mid] > x {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return p.replicas[lo]
+}
+
+// LeastInFlight returns a policy that picks two eligible replicas at random
+// and sends the read to the one with fewer calls in flight through this
+// handle (power of two choices).
+func LeastInFlight() Policy { return &leastInFlight{rnd: runtimeRand{}} }
+
+type leastInFlight struct{ rnd randSource }
+
+func (p *leastInFlight) Build(replicas []*Replica) Picker {
+	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: inFlightCost}
+}
+
+func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load()) }
+
+// LeastLatency returns the default policy: it picks two eligible replicas
+// at random and sends the read to the one with the lower cost, where cost
+// = latency estimate × (calls in flight + 1) (power of two choices on peak
+// EWMA latency). A node that has not answered yet costs almost nothing, so
+// a new node gets traffic at once; an idle node's estimate decays (see
+// [Replica.Latency]) against the time of the other candidate's latest
+// answer, so a node once slow is tried again and not starved. Pick reads
+// no clock.
+func LeastLatency() Policy { return &leastLatency{rnd: runtimeRand{}} }
+
+type leastLatency struct{ rnd randSource }
+
+func (p *leastLatency) Build(replicas []*Replica) Picker {
+	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: latencyCost}
+}
+
+func latencyCost(r *Replica, now int64) float64 {
+	// +1 ns keeps a node without observations comparable by in-flight.
+	return (r.latencyAt(now) + 1) * float64(r.inFlight.Load()+1)
+}
+
+// p2cPicker draws two distinct replicas at random and keeps the cheaper;
+// ties go to the first draw, which is itself random.
+type p2cPicker struct {
+	replicas []*Replica
+	rnd      randSource
+	cost     func(r *Replica, now int64) float64
+}
+
+func (p *p2cPicker) Pick(PickInfo) *Replica {
+	n := uint64(len(p.replicas))
+	if n == 1 {
+		return p.replicas[0]
+	}
+	i := p.rnd.Uint64N(n)
+	j := p.rnd.Uint64N(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := p.replicas[i], p.replicas[j]
+	now := max(a.lastObs.Load(), b.lastObs.Load())
+	if p.cost(b, now) < p.cost(a, now) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,145 @@
+package rwsplit
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Stats is a snapshot of a DB's nodes, taken by [DB.Stats].
+type Stats struct {
+	Dialect string      // the dialect in use: postgres, mysql, mariadb or generic
+	Policy  string      // the read policy's type, e.g. "LeastLatency"
+	Nodes   []NodeStats // every node, the configured primary first
+
+	Eligible         int    // replicas reads may go to now
+	Fallbacks        uint64 // reads sent to the primary because no replica was eligible
+	FallbackRejected uint64 // reads refused with ErrNoReplica (fallback limit reached)
+}
+
+// NodeStats describes one node. Counters count calls made through the
+// rwsplit handle since it was created.
+type NodeStats struct {
+	Name     string        // host:port or the given name; never a DSN or password
+	Role     Role          // current role
+	Up       bool          // in rotation: not taken out by failures
+	Eligible bool          // reads may go to it now (a replica that is up, within the lag bound)
+	InFlight int64         // calls sent and not answered yet
+	Latency  time.Duration // latency estimate (see Replica.Latency); 0 before the first answer
+
+	// Lag is the replica's replication lag as the health probes measure it
+	// (see WithMaxReplicationLag); LagKnown is false before it could be
+	// measured, and Lag is -1 when replication is broken.
+	Lag       time.Duration
+	LagKnown  bool
+	LastError string // the node's last failure (probe or traffic), if any
+
+	Ejections uint64 // times it was taken out of rotation
+	Retries   uint64 // reads that failed on it and were retried on another node
+
+	Reads        uint64 // pure reads served
+	Writes       uint64 // Exec calls and writing queries served
+	Transactions uint64 // transactions begun
+	Errors       uint64 // calls that failed because of the node (connection-level errors)
+
+	// ReadOnlyRetries counts reads this node rejected as writes (SQLSTATE
+	// 25006, MySQL 1290) that were re-run on the primary.
+	ReadOnlyRetries uint64
+
+	DB sql.DBStats // the node's connection pool
+}
+
+// Stats returns a snapshot of every node. It is safe to call at any time,
+// also after Close.
+func (db *DB) Stats() Stats {
+	snap := db.snap.Load()
+	s := Stats{
+		Dialect:          db.dialect.name,
+		Policy:           policyName(db.policy),
+		Eligible:         len(snap.replicas),
+		Fallbacks:        db.fallbacks.Load(),
+		FallbackRejected: db.fallbackRejected.Load(),
+	}
+	for _, r := range db.nodes {
+		lastErr, _ := r.lastErr.Load().(string)
+		lag := r.lag.Load()
+		ns := NodeStats{
+			Name:            r.name,
+			Role:            r.Role(),
+			Up:              r.healthy.Load(),
+			InFlight:        r.inFlight.Load(),
+			Latency:         r.Latency(),
+			Lag:             time.Duration(lag),
+			LagKnown:        lag != lagUnknown,
+			LastError:       lastErr,
+			Ejections:       r.ejections.Load(),
+			Retries:         r.retries.Load(),
+			Reads:           r.reads.Load(),
+			Writes:          r.writes.Load(),
+			Transactions:    r.transactions.Load(),
+			Errors:          r.errors.Load(),
+			ReadOnlyRetries: r.readOnlyRetries.Load(),
+			DB:              r.db.Stats(),
+		}
+		if lag == lagBroken {
+			ns.Lag = -1
+		}
+		if !ns.LagKnown {
+			ns.Lag = 0
+		}
+		for _, e := range snap.replicas {
+			ns.Eligible = ns.Eligible || e == r
+		}
+		s.Nodes = append(s.Nodes, ns)
+	}
+	return s
+}
+
+func policyName(p Policy) string {
+	switch p.(type) {
+	case *roundRobin:
+		return "RoundRobin"
+	case *randomPolicy:
+		return "Random"
+	case *weighted:
+		return "Weighted"
+	case *leastInFlight:
+		return "LeastInFlight"
+	case *leastLatency:
+		return "LeastLatency"
+	}
+	return fmt.Sprintf("%T", p)
+}
+
+// String formats the snapshot as a table, one node a line.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dialect %s, policy %s, %d replicas eligible, %d fallback reads (%d refused)\n",
+		s.Dialect, s.Policy, s.Eligible, s.Fallbacks, s.FallbackRejected)
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tLAG\tREADS\tWRITES\tTX\tERRORS\tRETRIES\tRO-RETRIES\tEJECTED\tIN-FLIGHT\tLATENCY\tOPEN\tIN-USE")
+	for _, n := range s.Nodes {
+		state := "down"
+		switch {
+		case n.Eligible:
+			state = "eligible"
+		case n.Up:
+			state = "up"
+		}
+		lag := "-"
+		switch {
+		case n.Role == RolePrimary:
+		case n.Lag < 0:
+			lag = "broken"
+		case n.LagKnown:
+			lag = n.Lag.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\n",
+			n.Name, n.Role, state, lag, n.Reads, n.Writes, n.Transactions, n.Errors, n.Retries, n.ReadOnlyRetries,
+			n.Ejections, n.InFlight, n.Latency.Round(time.Microsecond), n.DB.OpenConnections, n.DB.InUse)
+	}
+	w.Flush()
+	return b.String()
+}
