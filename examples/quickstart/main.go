@@ -1,0 +1,191 @@
+// Command quickstart shows rwsplit routing over a real cluster: which node
+// serves each write, read, transaction and forced-primary read, and the
+// Stats table.
+//
+// With RWSPLIT_PRIMARY unset it starts a local PostgreSQL primary with two
+// streaming replicas in a temporary directory (the server binaries come
+// from `make deps`) and stops them at the end. Otherwise it uses
+// RWSPLIT_PRIMARY and the comma-separated RWSPLIT_REPLICAS, with the
+// database/sql driver RWSPLIT_DRIVER ("pgx", the default, or "mysql").
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testcluster"
+)
+
+func main() {
+	log.SetFlags(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		log.Printf("quickstart: %v", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	driver := envOr("RWSPLIT_DRIVER", "pgx")
+	primaryDSN := os.Getenv("RWSPLIT_PRIMARY")
+	var replicaDSNs []string
+	if r := os.Getenv("RWSPLIT_REPLICAS"); r != "" {
+		replicaDSNs = strings.Split(r, ",")
+	}
+	if primaryDSN == "" {
+		fmt.Println("Starting a local PostgreSQL primary with 2 streaming replicas...")
+		start := time.Now()
+		c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			c.Close()
+			fmt.Println("\nLocal cluster stopped and removed.")
+		}()
+		fmt.Printf("Cluster up in %s:\n", time.Since(start).Round(100*time.Millisecond))
+		for i, n := range c.Nodes() {
+			role := "replica"
+			if i == 0 {
+				role = "primary"
+			}
+			fmt.Printf("  %-8s %s\n", role, n.Addr())
+		}
+		driver, primaryDSN = c.DriverName(), c.Primary().DSN()
+		for _, n := range c.Replicas() {
+			replicaDSNs = append(replicaDSNs, n.DSN())
+		}
+	}
+
+	db, err := rwsplit.Open(driver, primaryDSN, replicaDSNs)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	d := demo{db: db, whoami: "SELECT inet_server_port()", table: "CREATE TABLE IF NOT EXISTS quickstart (id serial PRIMARY KEY, name text)"}
+	if driver == "mysql" {
+		d.whoami = "SELECT @@port"
+		d.table = "CREATE TABLE IF NOT EXISTS quickstart (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT)"
+	}
+	return d.run(ctx)
+}
+
+type demo struct {
+	db     *rwsplit.DB
+	whoami string // asks the server for its port
+	table  string
+}
+
+func (d demo) run(ctx context.Context) error {
+	db := d.db
+	if err := db.PingContext(ctx); err != nil {
+		return err
+	}
+	fmt.Println("\n1. Writes go to the primary")
+	if _, err := db.ExecContext(ctx, d.table); err != nil {
+		return err
+	}
+	res, err := db.ExecContext(ctx, "INSERT INTO quickstart (name) VALUES ('ada'), ('grace')")
+	if err != nil {
+		return err
+	}
+	n, _ := res.RowsAffected()
+	fmt.Printf("   Exec  INSERT ... (%d rows)                          -> primary (Exec always is)\n", n)
+	d.show(ctx, "   Query INSERT ... RETURNING <server port>          ", "INSERT INTO quickstart (name) VALUES ('alan') RETURNING "+strings.TrimPrefix(d.whoami, "SELECT "))
+
+	fmt.Println("\n2. Pure reads go to the replicas")
+	for range 6 {
+		d.show(ctx, "   Query SELECT <server port>                        ", d.whoami)
+	}
+	fmt.Println("   (the default policy, LeastLatency, favours the replica that answers faster)")
+
+	fmt.Println("\n3. Reads that lock or have side effects stay on the primary")
+	d.show(ctx, "   Query SELECT ... FOR UPDATE                       ", d.whoami+" FROM quickstart WHERE id = 1 FOR UPDATE")
+	d.show(ctx, "   Query SELECT ... FROM information_schema          ", d.whoami+" FROM information_schema.tables LIMIT 1")
+
+	fmt.Println("\n4. Transactions: read-only ones on a replica, the rest on the primary")
+	for _, tc := range []struct {
+		label string
+		opts  *sql.TxOptions
+	}{
+		{"   BeginTx ReadOnly                                  ", &sql.TxOptions{ReadOnly: true}},
+		{"   BeginTx ReadOnly, Serializable                    ", &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelSerializable}},
+		{"   BeginTx (read-write)                              ", nil},
+	} {
+		tx, err := db.BeginTx(ctx, tc.opts)
+		if err != nil {
+			return err
+		}
+		var port string
+		err = tx.QueryRowContext(ctx, d.whoami).Scan(&port)
+		tx.Rollback()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s-> %s\n", tc.label, d.node(port))
+	}
+
+	fmt.Println("\n5. WithPrimary(ctx) sends a read to the primary")
+	d.show(rwsplit.WithPrimary(ctx), "   Query SELECT <server port> with WithPrimary       ", d.whoami)
+
+	fmt.Println("\n6. db.Stats()")
+	fmt.Print(indent(db.Stats().String(), "   "))
+	return nil
+}
+
+// show runs a query returning the serving server's port and prints which
+// node that is.
+func (d demo) show(ctx context.Context, label, query string) {
+	var port string
+	if err := d.db.QueryRowContext(ctx, query).Scan(&port); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			fmt.Printf("%s-> (no row)\n", label)
+			return
+		}
+		fmt.Printf("%s-> error: %v\n", label, err)
+		return
+	}
+	fmt.Printf("%s-> %s\n", label, d.node(port))
+}
+
+// node names the node listening on port, as Stats names it.
+func (d demo) node(port string) string {
+	for _, n := range d.db.Stats().Nodes {
+		if strings.HasSuffix(n.Name, ":"+port) {
+			return fmt.Sprintf("%s %s", n.Role, n.Name)
+		}
+	}
+	return "port " + port
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(prefix + l)
+		}
+	}
+	return b.String()
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
