@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rwsplit/rwsplit/internal/sqlclass"
 )
 
 // DB is one primary and any number of read replicas behind the method set
@@ -31,6 +29,7 @@ type DB struct {
 	primary      atomic.Pointer[Replica]
 	snap         atomic.Pointer[snapshot]
 	health       health
+	classes      classCache
 
 	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
 	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
@@ -138,6 +137,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 		}
 		db.nodes = append(db.nodes, r)
 	}
+	db.classes.init()
 	db.primary.Store(db.nodes[0])
 	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
 	db.startHealth()
@@ -246,7 +246,7 @@ type route struct {
 
 // routeRead returns the node for a statement on the read path.
 func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
-	read := sqlclass.IsRead(db.dialect.class, query)
+	read := db.classes.isRead(db.dialect.class, query)
 	if !read || forcedPrimary(ctx) {
 		return route{r: db.primary.Load(), read: read}, nil
 	}
