@@ -18,13 +18,16 @@ import (
 // The same *Replica stands for a node for the life of the [DB], whatever
 // role the node has.
 type Replica struct {
-	name    string
-	db      *sql.DB
-	monitor *sql.DB // what the health probes use: db, or a WithMonitor handle
-	owner   *DB     // nil for replicas built by tests of policies
-	weight  int     // from Weighted; 1 otherwise
-
-	role atomic.Int32 // a Role
+	// Read on every call, written rarely: kept apart from the counters
+	// below, which every call writes, so that reading them does not miss
+	// the cache whenever another core has just counted a call.
+	name      string
+	db        *sql.DB
+	monitor   *sql.DB // what the health probes use: db, or a WithMonitor handle
+	owner     *DB     // nil for replicas built by tests of policies
+	weight    int     // from Weighted; 1 otherwise
+	role      atomic.Int32
+	rampStart atomic.Int64 // monotime the node came back (slow start); 0 none
 
 	// Health, kept by the health goroutine and by failing calls.
 	healthy       atomic.Bool  // in rotation
@@ -32,24 +35,33 @@ type Replica struct {
 	okStreak      int          // consecutive successful probes (health goroutine only)
 	probedPrimary atomic.Bool  // the last probe said the node takes writes
 	lag           atomic.Int64 // replication lag in ns; lagUnknown, lagBroken
-	rampStart     atomic.Int64 // monotime the node came back (slow start); 0 none
 	lastErr       atomic.Value // string: the last failure's message
-	ejections     atomic.Uint64
-	retries       atomic.Uint64 // reads that failed here and were retried elsewhere
 
+	_ [cacheLine]byte
+
+	// Written on every call.
 	inFlight atomic.Int64
 	// ewma is the peak-EWMA latency estimate in nanoseconds (float64 bits);
 	// 0 means no observation yet. lastObs is when it was last updated
 	// (monotonic nanoseconds since clockBase).
 	ewma    atomic.Uint64
 	lastObs atomic.Int64
+	reads   atomic.Uint64
+	writes  atomic.Uint64
 
-	reads           atomic.Uint64
-	writes          atomic.Uint64
+	_ [cacheLine]byte
+
+	// Written on rarer events.
 	transactions    atomic.Uint64
 	errors          atomic.Uint64
 	readOnlyRetries atomic.Uint64
+	ejections       atomic.Uint64
+	retries         atomic.Uint64 // reads that failed here and were retried elsewhere
 }
+
+// cacheLine is a padding size that keeps fields on different cache lines
+// (two 64-byte lines, for CPUs that fetch lines in pairs).
+const cacheLine = 128
 
 // Name returns the node's name: host:port for a node opened by [Open], the
 // name given by [WithNodeNames], or "primary" / "replicaN". It never

@@ -74,3 +74,36 @@ func BenchmarkExec(b *testing.B) {
 		})
 	}
 }
+
+// The serial variants show the CPU cost of routing without the cache-line
+// traffic of two cores sharing counters.
+
+func BenchmarkQuerySerial(b *testing.B) {
+	for _, tg := range benchTargets(b) {
+		b.Run(tg.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				rows, err := tg.q.QueryContext(ctx, benchQuery, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkExecSerial(b *testing.B) {
+	for _, tg := range benchTargets(b) {
+		b.Run(tg.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tg.q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "a", 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -49,7 +49,21 @@
 //     changes node. [DB.PrepareContext] prepares on the primary, and the
 //     statement runs there.
 //
-// With no replica eligible a read goes to the primary.
+// A read goes to an eligible replica: up, within [WithMaxReplicationLag],
+// and not claiming to be a primary. With none eligible it goes to the
+// primary, within [WithFallbackLimit]; beyond it a read fails with
+// [ErrNoReplica]. A read that fails because of its node is retried on
+// another eligible replica, then the primary (three nodes at most); a
+// caller's cancellation is never retried, and neither is a write.
+//
+// # Health
+//
+// One goroutine per DB, started by [New] and stopped by [DB.Close], probes
+// every node concurrently every [WithHealthCheckInterval]: alive, role,
+// replication position and lag. A node leaves rotation after consecutive
+// failures (failing traffic counts too) and returns after consecutive good
+// probes ([WithHysteresis]), ramping up over [WithSlowStart]. New and Open
+// never wait for a node: one that is down joins when it answers.
 //
 // # Policies
 //

@@ -21,10 +21,7 @@ func TestMariaReadsSpreadOverReplicasNeverPrimary(t *testing.T) {
 	primary, replicas := ports(mariaCluster)
 	for _, policy := range []rwsplit.Policy{rwsplit.LeastLatency(), rwsplit.RoundRobin(), rwsplit.LeastInFlight()} {
 		db := openMaria(t, rwsplit.WithPolicy(policy))
-		seen := map[int]int{}
-		for range 200 {
-			seen[pgPort(t, ctx, db, "SELECT @@port")]++
-		}
+		seen := concurrentPorts(t, ctx, db, "SELECT @@port", 8, 25)
 		if seen[primary] != 0 {
 			t.Errorf("%s: the primary served %d plain reads", db.Stats().Policy, seen[primary])
 		}
