@@ -20,9 +20,14 @@ import (
 // *sql.DB handles it was given or opened and closes them in [DB.Close].
 type DB struct {
 	cfg     config
-	dialect *dialect
-	policy  Policy
-	log     *slog.Logger
+	dialect *dialect // chooses the classifier's lexer; fixed
+
+	// positions is the dialect whose positions the probes read: dialect,
+	// or MariaDB once a probe found that a "mysql" driver talks to one.
+	positions   atomic.Pointer[dialect]
+	flavorKnown atomic.Bool // positions is settled
+	policy      Policy
+	log         *slog.Logger
 
 	nodes        []*Replica // every node, the configured primary first; fixed
 	replicaCount int        // replicas given to New or Open
@@ -34,6 +39,7 @@ type DB struct {
 	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
 	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
 	fallbackRejected atomic.Uint64 // reads refused with ErrNoReplica
+	hedgeTokens      hedgeTokens
 
 	closed  atomic.Bool
 	closeMu sync.Mutex // serialises Close
@@ -138,6 +144,8 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 		db.nodes = append(db.nodes, r)
 	}
 	db.classes.init()
+	db.positions.Store(d)
+	db.flavorKnown.Store(d != dialectMySQL || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
 	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
 	db.startHealth()
@@ -384,9 +392,16 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	}
 	var tried triedNodes
 	for {
-		start := rt.r.begin()
-		rows, err := rt.r.db.QueryContext(ctx, query, args...)
-		rt.r.end(ctx, start, err)
+		var rows *sql.Rows
+		var err error
+		if db.hedgeable(rt) {
+			a := db.hedgedRead(ctx, rt, query, args, false, &tried)
+			rows, err, rt.r = a.rows, a.err, a.r
+		} else {
+			start := rt.r.begin()
+			rows, err = rt.r.db.QueryContext(ctx, query, args...)
+			rt.r.end(ctx, start, err)
+		}
 		db.done(rt)
 		if err == nil {
 			rt.r.count(rt.read)
@@ -412,10 +427,17 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	}
 	var tried triedNodes
 	for {
-		start := rt.r.begin()
-		row := rt.r.db.QueryRowContext(ctx, query, args...)
-		err := row.Err()
-		rt.r.end(ctx, start, err)
+		var row *sql.Row
+		var err error
+		if db.hedgeable(rt) {
+			a := db.hedgedRead(ctx, rt, query, args, true, &tried)
+			row, err, rt.r = a.row, a.err, a.r
+		} else {
+			start := rt.r.begin()
+			row = rt.r.db.QueryRowContext(ctx, query, args...)
+			err = row.Err()
+			rt.r.end(ctx, start, err)
+		}
 		db.done(rt)
 		if err == nil {
 			rt.r.count(rt.read)

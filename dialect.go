@@ -93,15 +93,30 @@ type position struct {
 }
 
 // probe asks one node, under ctx, whether it is alive, which role it has
-// and where it is.
-func (d *dialect) probe(ctx context.Context, db *sql.DB) probeResult {
+// and where it is. go-sql-driver/mysql serves MySQL and MariaDB, whose
+// positions differ; unless WithDialect named one, the first probe that
+// answers tells which from VERSION().
+func (db *DB) probe(ctx context.Context, h *sql.DB) probeResult {
+	d := db.positions.Load()
 	switch d {
 	case dialectPostgres:
-		return probePostgres(ctx, db)
+		return probePostgres(ctx, h)
 	case dialectMySQL, dialectMariaDB:
-		return probeMySQL(ctx, db, d == dialectMariaDB)
+		if !db.flavorKnown.Load() {
+			var version string
+			if err := h.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+				return probeResult{err: err}
+			}
+			d = dialectMySQL
+			if strings.Contains(strings.ToLower(version), "mariadb") {
+				d = dialectMariaDB
+			}
+			db.positions.Store(d)
+			db.flavorKnown.Store(true)
+		}
+		return probeMySQL(ctx, h, d == dialectMariaDB)
 	}
-	return probeResult{err: db.PingContext(ctx)}
+	return probeResult{err: h.PingContext(ctx)}
 }
 
 // pgProbe asks everything in one round trip. pg_current_wal_lsn() fails
@@ -162,7 +177,14 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 		gtid     sql.NullString
 	)
 	if err := db.QueryRowContext(ctx, q).Scan(&readOnly, &gtid); err != nil {
-		return probeResult{err: err}
+		if isNodeFault(ctx, err) || ctx.Err() != nil {
+			return probeResult{err: err}
+		}
+		// A server without these variables: the role from read_only alone.
+		gtid = sql.NullString{}
+		if err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&readOnly); err != nil {
+			return probeResult{err: err}
+		}
 	}
 	res := probeResult{primary: !readOnly}
 	if gtid.Valid {

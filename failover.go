@@ -77,26 +77,30 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
 }
 
-// probeRound probes every node at once and applies the results.
+// probeRound probes every node at once. Each node's liveness is applied
+// as soon as its probe returns, so a hung node delays no other node's
+// state; roles and lag are applied once all have answered, against the
+// primary's position of this round.
 func (db *DB) probeRound() {
 	results := make([]probeResult, len(db.nodes))
-	rtts := make([]int64, len(db.nodes))
 	var wg sync.WaitGroup
 	for i, r := range db.nodes {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
 			defer cancel()
 			start := monotime()
-			results[i] = db.dialect.probe(ctx, r.monitor)
-			rtts[i] = monotime() - start
-			if results[i].err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
-				results[i].err = errProbeTimeout
+			res := db.probe(ctx, r.monitor)
+			if res.err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
+				res.err = errProbeTimeout
+			}
+			if db.health.ctx.Err() == nil { // closing: the result says nothing about the node
+				results[i] = db.applyLiveness(r, res, monotime()-start)
 			}
 		})
 	}
 	wg.Wait()
 	if db.health.ctx.Err() != nil {
-		return // closing: the results say nothing about the nodes
+		return
 	}
 	now := monotime()
 	primary := db.primary.Load()
@@ -108,7 +112,9 @@ func (db *DB) probeRound() {
 		}
 	}
 	for i, r := range db.nodes {
-		db.applyProbe(r, results[i], rtts[i], primaryPos, now)
+		if results[i].err == nil {
+			db.applyPosition(r, results[i], primaryPos, now)
+		}
 	}
 	db.rebuild()
 }
@@ -119,13 +125,14 @@ func (h *health) record(p position, at int64) {
 	h.historyLen = min(h.historyLen+1, historySize)
 }
 
-// applyProbe updates a node's state from one probe result.
+// applyLiveness updates a node's health from one probe and returns the
+// result to take its role and position from.
 //
 // Only a timeout or a connection-level error counts as a failure. Any other
 // error (a proxy that does not know the probe's functions, a user without
 // the privilege to read replication status) shows the node answering: it
 // counts as alive, with role and lag unknown.
-func (db *DB) applyProbe(r *Replica, res probeResult, rtt int64, primaryPos *position, now int64) {
+func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult {
 	if res.err != nil {
 		r.lastErr.Store(errorText(res.err))
 		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
@@ -133,13 +140,13 @@ func (db *DB) applyProbe(r *Replica, res probeResult, rtt int64, primaryPos *pos
 			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
 				db.setHealthy(r, false, res.err)
 			}
-			return
+			return res
 		}
 		res = probeResult{primary: r.Role() == RolePrimary}
 	}
 	r.failStreak.Store(0)
 	r.okStreak++
-	if now-r.lastObs.Load() > int64(db.cfg.interval) {
+	if now := monotime(); now-r.lastObs.Load() > int64(db.cfg.interval) {
 		// No call has been timed on the node for an interval: let the
 		// probe's round trip refresh its latency estimate, so that a
 		// node the policy avoids is not judged on old samples forever.
@@ -148,6 +155,11 @@ func (db *DB) applyProbe(r *Replica, res probeResult, rtt int64, primaryPos *pos
 	if !r.healthy.Load() && r.okStreak >= db.cfg.reinstateAfter {
 		db.setHealthy(r, true, nil)
 	}
+	return res
+}
+
+// applyPosition records a node's reported role and, for a replica, its lag.
+func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, now int64) {
 	if r.probedPrimary.Swap(res.primary) != res.primary && r.Role() == RoleReplica && res.primary {
 		db.log.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
 	}
@@ -166,15 +178,16 @@ const (
 // replicaLag estimates how far behind the primary a replica is. Zero when
 // it covers the primary's position of this round. Otherwise the smallest
 // of the upper bounds the dialect gives: the server's own estimate
-// (MySQL/MariaDB Seconds_Behind_*), the age of the last replayed
+// (MySQL/MariaDB Seconds_Behind_*, plus the second it may round away), the age of the last replayed
 // transaction (PostgreSQL), and the time since the newest recorded
 // primary position the replica covers.
 func (db *DB) replicaLag(r *Replica, res probeResult, primaryPos *position, now int64) time.Duration {
 	if res.lagReported && res.secondsBehind < 0 {
 		return lagBroken
 	}
+	d := db.positions.Load()
 	if primaryPos != nil && res.posKnown {
-		if covers, ok := db.dialect.covers(res.pos, *primaryPos); ok && covers {
+		if covers, ok := d.covers(res.pos, *primaryPos); ok && covers {
 			return 0
 		}
 	}
@@ -185,7 +198,9 @@ func (db *DB) replicaLag(r *Replica, res probeResult, primaryPos *position, now 
 		}
 	}
 	if res.lagReported {
-		tighten(time.Duration(res.secondsBehind) * time.Second)
+		// Whole seconds from second-resolution timestamps: up to a second
+		// more than it says.
+		tighten(time.Duration(res.secondsBehind+1) * time.Second)
 	}
 	if res.replayAgeOK {
 		tighten(res.replayAge)
@@ -194,7 +209,7 @@ func (db *DB) replicaLag(r *Replica, res probeResult, primaryPos *position, now 
 		h := &db.health
 		for i := 1; i <= h.historyLen; i++ {
 			s := h.history[(h.historyPos-i+historySize)%historySize]
-			if covers, ok := db.dialect.covers(res.pos, s.pos); ok && covers {
+			if covers, ok := d.covers(res.pos, s.pos); ok && covers {
 				tighten(time.Duration(now - s.at))
 				break
 			}

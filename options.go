@@ -33,6 +33,7 @@ type config struct {
 	maxLag         time.Duration // 0: no bound
 	fallbackLimit  int           // reads in flight on the primary for want of a replica; <0 unlimited
 	slowStart      time.Duration // ramp-up of a reinstated replica; 0 off
+	hedging        *Hedging      // nil: off
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -44,6 +45,7 @@ const (
 	defaultFallbackLimit  = 32
 	defaultSlowStart      = 5 * time.Second
 	minProbeTimeout       = 500 * time.Millisecond
+	maxProbeTimeout       = 2 * time.Second
 )
 
 func defaultConfig() config {
@@ -59,13 +61,14 @@ func defaultConfig() config {
 }
 
 // timeout returns the probe timeout: the configured one, or the interval
-// with a floor of 500ms (a probe is one short query, but CI machines and
-// loaded servers answer slowly).
+// bounded to [500ms, 2s]: a probe is one short query, but loaded servers
+// and CI machines answer slowly, and a long interval must not make a hung
+// probe wait long.
 func (c *config) timeout() time.Duration {
 	if c.probeTimeout > 0 {
 		return c.probeTimeout
 	}
-	return max(c.interval, minProbeTimeout)
+	return min(max(c.interval, minProbeTimeout), maxProbeTimeout)
 }
 
 // WithPolicy sets the policy that spreads reads over the eligible replicas.
@@ -115,14 +118,15 @@ func WithNodeNames(primary string, replicas ...string) Option {
 // node (alive, role, replication position and lag), with ±10% jitter. The
 // default is 1s; zero keeps the default, a negative value is an error.
 // Each probe runs under its own timeout (see [WithHealthCheckTimeout]), all
-// nodes concurrently, so one hung node does not delay the others.
+// nodes concurrently, so one hung node does not delay the others' results
+// beyond that timeout.
 func WithHealthCheckInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.interval = d })
 }
 
 // WithHealthCheckTimeout sets the timeout of one probe. The default, and
-// zero, is the check interval with a floor of 500ms. A negative value is an
-// error.
+// zero, is the check interval bounded to between 500ms and 2s. A negative
+// value is an error.
 func WithHealthCheckTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.probeTimeout = d })
 }
@@ -206,6 +210,11 @@ func (c *config) validate(nodes int) error {
 	}
 	if c.interval == 0 {
 		c.interval = defaultInterval
+	}
+	if c.hedging != nil {
+		if err := c.hedging.validate(); err != nil {
+			return err
+		}
 	}
 	if c.monitors != nil {
 		if len(c.monitors) != nodes {

@@ -38,6 +38,8 @@ type NodeStats struct {
 
 	Ejections uint64 // times it was taken out of rotation
 	Retries   uint64 // reads that failed on it and were retried on another node
+	Hedges    uint64 // reads slow on it that were also sent to another replica
+	HedgeWins uint64 // hedged reads it answered first, as the second replica asked
 
 	Reads        uint64 // pure reads served
 	Writes       uint64 // Exec calls and writing queries served
@@ -56,7 +58,7 @@ type NodeStats struct {
 func (db *DB) Stats() Stats {
 	snap := db.snap.Load()
 	s := Stats{
-		Dialect:          db.dialect.name,
+		Dialect:          db.positions.Load().name,
 		Policy:           policyName(db.policy),
 		Eligible:         len(snap.replicas),
 		Fallbacks:        db.fallbacks.Load(),
@@ -76,6 +78,8 @@ func (db *DB) Stats() Stats {
 			LastError:       lastErr,
 			Ejections:       r.ejections.Load(),
 			Retries:         r.retries.Load(),
+			Hedges:          r.hedges.Load(),
+			HedgeWins:       r.hedgeWins.Load(),
 			Reads:           r.reads.Load(),
 			Writes:          r.writes.Load(),
 			Transactions:    r.transactions.Load(),
