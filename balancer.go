@@ -57,6 +57,8 @@ type Replica struct {
 	readOnlyRetries atomic.Uint64
 	ejections       atomic.Uint64
 	retries         atomic.Uint64 // reads that failed here and were retried elsewhere
+	hedges          atomic.Uint64 // reads slow here that were also sent to another replica
+	hedgeWins       atomic.Uint64 // hedged reads this node answered first, as the second
 }
 
 // cacheLine is a padding size that keeps fields on different cache lines

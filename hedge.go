@@ -1,0 +1,285 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hedging configures hedged reads (see [WithHedging]). Zero fields take
+// their defaults.
+type Hedging struct {
+	// Multiplier times the node's latency estimate is how long a read may
+	// go unanswered before a second replica is asked. Default 3.
+	Multiplier float64
+	// Floor and Ceiling bound that delay. Defaults 10ms and 1s; a node
+	// without a latency estimate waits Ceiling.
+	Floor, Ceiling time.Duration
+	// Budget caps the extra reads at this fraction of the hedgeable reads,
+	// with a burst of 10, so that a slow cluster is not sent twice the
+	// load. Default 0.1.
+	Budget float64
+}
+
+// WithHedging turns on hedged reads: a read sent to a replica that has not
+// answered within an adaptive delay (a multiple of that node's latency
+// estimate, bounded by a floor and a ceiling) is sent to a second eligible
+// replica as well, and the first answer wins. A hung replica then costs a
+// read that delay, not the caller's whole deadline. Hedging applies to
+// QueryContext and QueryRowContext on replicas when at least two replicas
+// are eligible; the primary is never asked as a hedge.
+//
+// "Answer" is the first response: QueryContext returning. An error met
+// later, while iterating rows, is not hedged. The losing attempt's rows
+// are closed and its context cancelled, which returns its connection to
+// its pool; on the server the losing statement may run on until its
+// connection notices (pgx sends the server a cancel request,
+// go-sql-driver/mysql closes the connection).
+//
+// Hedging is off by default because it costs: an armed read runs under a
+// context of its own, with a timer, which takes a few allocations per
+// read even when no hedge is sent. That context keeps the caller's values
+// and deadline; the caller's cancellation reaches the read while it is in
+// flight, but once QueryContext has returned, cancelling the caller's
+// context no longer closes the rows (its deadline still bounds them).
+func WithHedging(h Hedging) Option {
+	return optionFunc(func(c *config) {
+		if h.Multiplier == 0 {
+			h.Multiplier = 3
+		}
+		if h.Floor == 0 {
+			h.Floor = 10 * time.Millisecond
+		}
+		if h.Ceiling == 0 {
+			h.Ceiling = time.Second
+		}
+		if h.Budget == 0 {
+			h.Budget = 0.1
+		}
+		c.hedging = &h
+	})
+}
+
+func (h *Hedging) validate() error {
+	switch {
+	case h.Multiplier < 0 || h.Budget < 0 || h.Floor < 0 || h.Ceiling < 0:
+		return fmt.Errorf("WithHedging: negative setting")
+	case h.Floor > h.Ceiling:
+		return fmt.Errorf("WithHedging: floor %s above ceiling %s", h.Floor, h.Ceiling)
+	}
+	return nil
+}
+
+// hedgeTokens is the hedging budget in thousandths of a read.
+type hedgeTokens struct{ v atomic.Int64 }
+
+const hedgeBurst = 10_000 // ten reads
+
+func (t *hedgeTokens) earn(budget float64) {
+	if v := t.v.Load(); v < hedgeBurst {
+		t.v.Add(int64(budget * 1000))
+	}
+}
+
+func (t *hedgeTokens) spend() bool {
+	for {
+		v := t.v.Load()
+		if v < 1000 {
+			return false
+		}
+		if t.v.CompareAndSwap(v, v-1000) {
+			return true
+		}
+	}
+}
+
+// delay is how long a read on r may go unanswered before it is hedged.
+func (h *Hedging) delay(r *Replica) time.Duration {
+	est := r.latencyAt(monotime())
+	if est == 0 {
+		return h.Ceiling
+	}
+	return min(max(time.Duration(est*h.Multiplier), h.Floor), h.Ceiling)
+}
+
+// hedgeable reports whether a read routed by rt may be hedged.
+func (db *DB) hedgeable(rt route) bool {
+	return db.cfg.hedging != nil && rt.read && !rt.fallback &&
+		rt.r.Role() == RoleReplica && len(db.snap.Load().replicas) >= 2
+}
+
+// detach returns a context for one hedged attempt: it carries ctx's values
+// and deadline but is cancelled only by the returned function, and by
+// ctx's cancellation until the returned stop is called.
+func detach(ctx context.Context) (context.Context, context.CancelFunc, func() bool) {
+	base := context.WithoutCancel(ctx)
+	var c context.Context
+	var cancel context.CancelFunc
+	if d, ok := ctx.Deadline(); ok {
+		c, cancel = context.WithDeadline(base, d)
+	} else {
+		c, cancel = context.WithCancel(base)
+	}
+	stop := context.AfterFunc(ctx, cancel)
+	return c, cancel, stop
+}
+
+// attempt is one try of a hedged read.
+type attempt struct {
+	r      *Replica
+	rows   *sql.Rows
+	row    *sql.Row
+	err    error
+	cancel context.CancelFunc
+	stop   func() bool
+}
+
+// release discards an attempt that lost: closes its rows and cancels it.
+func (a *attempt) release() {
+	if a.rows != nil {
+		a.rows.Close()
+	}
+	if a.row != nil {
+		a.row.Scan() // closes the row's rows; the error is of no interest
+	}
+	a.stop()
+	a.cancel()
+}
+
+// hedged is a read that may be sent to two replicas.
+type hedged struct {
+	db      *DB
+	ctx     context.Context
+	query   string
+	args    []any
+	wantRow bool
+
+	mu       sync.Mutex
+	decided  bool          // a winner is chosen (guarded by mu)
+	first    *attempt      // the first attempt, set before the timer can fire
+	second   *attempt      // the hedge, once sent (guarded by mu)
+	answered chan struct{} // closed when the hedge has answered (guarded by mu; nil until sent)
+}
+
+// run runs attempt one on rt.r and, if it is slow, a hedge; it returns the
+// attempt whose answer the caller gets.
+func (h *hedged) run(rt route) *attempt {
+	db := h.db
+	db.hedgeTokens.earn(db.cfg.hedging.Budget)
+	ctx1, cancel1, stop1 := detach(h.ctx)
+	a1 := &attempt{r: rt.r, cancel: cancel1, stop: stop1}
+	h.first = a1
+	timer := time.AfterFunc(db.cfg.hedging.delay(rt.r), h.hedge)
+
+	start := a1.r.begin()
+	h.call(ctx1, a1)
+	a1.r.end(h.ctx, start, a1.err)
+	timer.Stop()
+
+	h.mu.Lock()
+	if h.decided { // the hedge won and cancelled us
+		h.mu.Unlock()
+		a1.release()
+		return h.second
+	}
+	if a1.err == nil || h.answered == nil {
+		h.decided = true // ours, with no hedge in flight, or first
+		h.mu.Unlock()
+		a1.stop()
+		if a1.err != nil {
+			a1.cancel()
+		}
+		return a1
+	}
+	// We failed while the hedge is out: its answer may still save the read.
+	answered := h.answered
+	h.mu.Unlock()
+	select {
+	case <-answered:
+	case <-h.ctx.Done():
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.decided { // the hedge succeeded
+		a1.release()
+		return h.second
+	}
+	h.decided = true // keep our error; the hedge's answer, if late, is released by it
+	a1.stop()
+	a1.cancel()
+	return a1
+}
+
+// hedge runs on the timer's goroutine: it sends the read to a second
+// replica within the budget, and if that answers first, makes it the
+// winner and cancels the first attempt.
+func (h *hedged) hedge() {
+	db := h.db
+	var tried triedNodes
+	tried.add(h.first.r)
+	next, err := db.routeReplica(h.ctx, h.query, &tried)
+	if err != nil || next.fallback || next.r.Role() != RoleReplica {
+		db.done(next)
+		return
+	}
+	if !db.hedgeTokens.spend() {
+		return
+	}
+	h.mu.Lock()
+	if h.decided {
+		h.mu.Unlock()
+		return
+	}
+	ctx2, cancel2, stop2 := detach(h.ctx)
+	a2 := &attempt{r: next.r, cancel: cancel2, stop: stop2}
+	h.second = a2
+	h.answered = make(chan struct{})
+	h.mu.Unlock()
+	h.first.r.hedges.Add(1)
+	db.log.Debug("rwsplit: read slow; hedging on another replica", "node", h.first.r.name, "hedge", next.r.name)
+
+	start := a2.r.begin()
+	h.call(ctx2, a2)
+	a2.r.end(h.ctx, start, a2.err)
+
+	h.mu.Lock()
+	won := !h.decided && a2.err == nil
+	if won {
+		h.decided = true
+		a2.r.hedgeWins.Add(1)
+	}
+	close(h.answered)
+	h.mu.Unlock()
+	switch {
+	case won:
+		a2.stop()
+		h.first.cancel() // unblocks the first attempt, which then releases itself
+	default:
+		a2.release()
+	}
+}
+
+func (h *hedged) call(ctx context.Context, a *attempt) {
+	if h.wantRow {
+		a.row = a.r.db.QueryRowContext(ctx, h.query, h.args...)
+		a.err = a.row.Err()
+		return
+	}
+	a.rows, a.err = a.r.db.QueryContext(ctx, h.query, h.args...)
+}
+
+// hedgedRead runs a read with hedging and returns the attempt whose answer
+// counts; every replica it sent the read to is added to tried.
+func (db *DB) hedgedRead(ctx context.Context, rt route, query string, args []any, wantRow bool, tried *triedNodes) *attempt {
+	h := &hedged{db: db, ctx: ctx, query: query, args: args, wantRow: wantRow}
+	a := h.run(rt)
+	h.mu.Lock()
+	if h.second != nil && h.second != a {
+		tried.add(h.second.r)
+	}
+	h.mu.Unlock()
+	return a
+}

@@ -1,0 +1,156 @@
+package rwsplit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rwsplit/rwsplit/internal/fakedriver"
+)
+
+func TestHedgingRescuesReadsFromAFrozenReplica(t *testing.T) {
+	c := newCluster(t, 2, WithNodeNames("p", "r1", "r2"), WithPolicy(RoundRobin()),
+		WithHealthCheckInterval(time.Hour), WithDialect("generic"),
+		WithHedging(Hedging{Floor: 5 * time.Millisecond, Ceiling: 50 * time.Millisecond, Budget: 1}))
+	for range 10 { // warm both pools and latency estimates
+		served(t, context.Background(), c.db, "SELECT 1")
+	}
+	release := c.replicas[0].Block() // r1 stops answering, as under SIGSTOP
+	defer release()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var slowest time.Duration
+	for i := range 8 {
+		wg.Go(func() {
+			for range 10 {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				start := time.Now()
+				var node string
+				var err error
+				if i%2 == 0 {
+					err = c.db.QueryRowContext(ctx, "SELECT 1").Scan(&node)
+				} else {
+					rows, qerr := c.db.QueryContext(ctx, "SELECT 1")
+					if err = qerr; err == nil {
+						rows.Next()
+						err = rows.Scan(&node)
+						rows.Close()
+					}
+				}
+				cancel()
+				if err != nil || node != "r2" {
+					t.Errorf("read with r1 frozen: node %q, err %v", node, err)
+				}
+				mu.Lock()
+				slowest = max(slowest, time.Since(start))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("slowest read with a frozen replica: %s (hedge ceiling 50ms)", slowest)
+	if slowest > time.Second { // loose: CI is slow under -race; the bound is 50ms
+		t.Errorf("slowest read took %s", slowest)
+	}
+	r1, r2 := nodeStats(c.db, "r1"), nodeStats(c.db, "r2")
+	if r1.Hedges == 0 || r2.HedgeWins == 0 {
+		t.Errorf("hedges from r1 %d, wins of r2 %d", r1.Hedges, r2.HedgeWins)
+	}
+	if r1.Errors != 0 {
+		t.Errorf("cancelled losing attempts counted as r1's errors: %d", r1.Errors)
+	}
+	// The losing attempts were cancelled: nothing stays blocked on r1.
+	waitFor(t, 5*time.Second, "attempts on r1 released", func() bool { return c.replicas[0].InFlight() == 0 })
+}
+
+func TestHedgingBudget(t *testing.T) {
+	c := newCluster(t, 2, WithNodeNames("p", "r1", "r2"), WithPolicy(RoundRobin()), WithDialect("generic"),
+		WithHealthCheckInterval(time.Hour), WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond, Budget: 0.05}))
+	c.replicas[0].SetLatency(20 * time.Millisecond)
+	c.replicas[1].SetLatency(20 * time.Millisecond)
+	const reads = 100
+	for range reads {
+		served(t, context.Background(), c.db, "SELECT 1")
+	}
+	var hedges uint64
+	for _, n := range c.db.Stats().Nodes {
+		hedges += n.Hedges
+	}
+	// Every read is slow enough to hedge; the budget allows 5% of them.
+	if want := uint64(reads*0.05) + 1; hedges > want || hedges == 0 {
+		t.Errorf("%d hedges for %d reads with a 5%% budget", hedges, reads)
+	}
+}
+
+func TestNoHedgeWithOneReplicaOrWhenOff(t *testing.T) {
+	for _, c := range []*cluster{
+		newCluster(t, 1, WithDialect("generic"), WithHealthCheckInterval(time.Hour), WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond})),
+		newCluster(t, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour)),
+	} {
+		for _, r := range c.replicas {
+			r.SetLatency(10 * time.Millisecond)
+		}
+		for range 10 {
+			served(t, context.Background(), c.db, "SELECT 1")
+		}
+		for _, n := range c.db.Stats().Nodes {
+			if n.Hedges != 0 {
+				t.Errorf("%s hedged %d reads", n.Name, n.Hedges)
+			}
+		}
+	}
+}
+
+func TestHedgedReadHonoursCancellation(t *testing.T) {
+	c := newCluster(t, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour),
+		WithHedging(Hedging{Floor: time.Millisecond, Ceiling: 5 * time.Millisecond, Budget: 1}))
+	served(t, context.Background(), c.db, "SELECT 1")
+	served(t, context.Background(), c.db, "SELECT 1")
+	releases := []func(){c.replicas[0].Block(), c.replicas[1].Block()}
+	defer func() {
+		for _, r := range releases {
+			r()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.db.QueryContext(ctx, "SELECT 1")
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		t.Fatalf("read with both replicas frozen: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("cancelled hedged read returned after %s", d)
+	}
+	for _, r := range c.replicas {
+		waitFor(t, 5*time.Second, "attempts released", func() bool { return r.InFlight() == 0 })
+	}
+}
+
+func TestHedgingValidation(t *testing.T) {
+	p, r := fakedriver.NewServer("p").DB(), fakedriver.NewServer("r").DB()
+	defer p.Close()
+	defer r.Close()
+	for _, h := range []Hedging{{Floor: time.Second, Ceiling: time.Millisecond}, {Budget: -1}} {
+		if db, err := New(p, nil, WithHedging(h)); err == nil {
+			db.Close()
+			t.Errorf("New accepted %+v", h)
+		}
+	}
+}
+
+func BenchmarkQueryHedgingArmed(b *testing.B) {
+	c := newCluster(b, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour), WithHedging(Hedging{}))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		rows, err := c.db.QueryContext(ctx, benchQuery, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows.Close()
+	}
+}
