@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // A Replica is one database node as rwsplit and its policies see it. The
@@ -37,19 +38,31 @@ type Replica struct {
 	lag           atomic.Int64 // replication lag in ns; lagUnknown, lagBroken
 	lastErr       atomic.Value // string: the last failure's message
 
+	// trackGlobal: calls count in inFlight, which the built-in load-aware
+	// pickers read, rather than in the shards (set by rebuild).
+	trackGlobal atomic.Bool
+	measured    atomic.Bool // ewma holds an observation
+
 	_ [cacheLine]byte
 
-	// Written on every call.
+	// inFlight counts the calls in flight that began while trackGlobal
+	// was set; the shards count the others. One shared counter written by
+	// every core costs the cache line's trip between cores on every call,
+	// so it is kept only where a picker needs the node's total at once.
 	inFlight atomic.Int64
+	_        [cacheLine - 8]byte
+
 	// ewma is the peak-EWMA latency estimate in nanoseconds (float64 bits);
 	// 0 means no observation yet. lastObs is when it was last updated
-	// (monotonic nanoseconds since clockBase).
+	// (monotonic nanoseconds since clockBase). Written by the sampled calls.
 	ewma    atomic.Uint64
 	lastObs atomic.Int64
-	reads   atomic.Uint64
-	writes  atomic.Uint64
+	_       [cacheLine - 16]byte
 
-	_ [cacheLine]byte
+	// shards hold the per-call counters, each on its own cache line; a
+	// goroutine counts in the shard of its stack, so cores that serve
+	// different goroutines rarely write the same line.
+	shards [numShards]counterShard
 
 	// Written on rarer events.
 	transactions    atomic.Uint64
@@ -77,7 +90,54 @@ func (r *Replica) Weight() int { return r.weight }
 // InFlight returns the number of calls rwsplit has sent to the node that
 // have not answered yet. A query counts until it returns its first
 // response (QueryContext returning), not until its rows are closed.
-func (r *Replica) InFlight() int64 { return r.inFlight.Load() }
+func (r *Replica) InFlight() int64 {
+	n := r.inFlight.Load()
+	for i := range r.shards {
+		n += r.shards[i].inFlight.Load()
+	}
+	return n
+}
+
+// counterShard is one cache line of per-call counters.
+type counterShard struct {
+	inFlight atomic.Int64
+	reads    atomic.Uint64
+	writes   atomic.Uint64
+	_        [cacheLine - 24]byte
+}
+
+const numShards = 16
+
+// shardOf returns the counter shard of the calling goroutine, from the
+// address of its stack: goroutines' stacks lie apart (8 KiB at least), so
+// concurrent goroutines mostly land in different shards.
+func shardOf() uint8 {
+	var b byte
+	return uint8((uint64(uintptr(unsafe.Pointer(&b))>>13) * 0x9E3779B97F4A7C15) >> 60)
+}
+
+// call is what begin hands to end.
+type call struct {
+	start  int64 // monotime when the call is timed; -1 when not
+	shard  uint8
+	global bool // counted in inFlight rather than the shard
+}
+
+func (r *Replica) reads() uint64 {
+	var n uint64
+	for i := range r.shards {
+		n += r.shards[i].reads.Load()
+	}
+	return n
+}
+
+func (r *Replica) writes() uint64 {
+	var n uint64
+	for i := range r.shards {
+		n += r.shards[i].writes.Load()
+	}
+	return n
+}
 
 // Latency returns the node's latency estimate: an exponentially weighted
 // moving average of its response times that jumps up at once on a slow
@@ -162,33 +222,46 @@ func (r *Replica) observe(sample, now int64) {
 		}
 		if r.ewma.CompareAndSwap(oldBits, math.Float64bits(next)) {
 			r.lastObs.Store(now)
+			if !r.measured.Load() {
+				r.measured.Store(true)
+			}
 			return
 		}
 	}
 }
 
 // latencySampleEvery: one call in this many is timed. Reading the clock
-// twice per call would cost more than the rest of the accounting; a sample
-// of the calls keeps the estimate fresh under load, and the first call to
-// a node without an estimate is always timed.
-const latencySampleEvery = 8
+// twice per call, and writing the shared estimate, would cost more than
+// the rest of the accounting; a sample of the calls keeps the estimate
+// fresh under load, the health probes refresh an idle node's, and the
+// first call to a node without an estimate is always timed.
+const latencySampleEvery = 16
 
-// begin marks the start of a call on the node. It returns the start time
-// when this call is timed, and -1 when it is not.
-func (r *Replica) begin() int64 {
-	r.inFlight.Add(1)
-	if rand.Uint32()%latencySampleEvery != 0 && r.ewma.Load() != 0 {
-		return -1
+// begin marks the start of a call on the node.
+func (r *Replica) begin() call {
+	c := call{start: -1, shard: shardOf()}
+	if r.trackGlobal.Load() {
+		c.global = true
+		r.inFlight.Add(1)
+	} else {
+		r.shards[c.shard].inFlight.Add(1)
 	}
-	return monotime()
+	if !r.measured.Load() || rand.Uint32()%latencySampleEvery == 0 {
+		c.start = monotime()
+	}
+	return c
 }
 
 // end marks the end of a call that begin started. A caller's cancellation
 // records nothing against the node: it says nothing about it. A failure
 // that is the node's fault always records the failure penalty, so that a
 // node failing fast does not look fast.
-func (r *Replica) end(ctx context.Context, start int64, err error) {
-	r.inFlight.Add(-1)
+func (r *Replica) end(ctx context.Context, c call, err error) {
+	if c.global {
+		r.inFlight.Add(-1)
+	} else {
+		r.shards[c.shard].inFlight.Add(-1)
+	}
 	if err != nil {
 		if isCallerDone(ctx, err) {
 			return
@@ -205,9 +278,9 @@ func (r *Replica) end(ctx context.Context, start int64, err error) {
 	if r.failStreak.Load() != 0 {
 		r.failStreak.Store(0)
 	}
-	if start >= 0 {
+	if c.start >= 0 {
 		now := monotime()
-		r.observe(now-start, now)
+		r.observe(now-c.start, now)
 	}
 }
 

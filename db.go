@@ -148,6 +148,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 	db.flavorKnown.Store(d != dialectMySQL || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
 	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
+	db.setTracking(db.nodes[1:])
 	db.startHealth()
 	db.log.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
 	return db, nil
@@ -359,10 +360,11 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 
 // count records a statement served by r.
 func (r *Replica) count(read bool) {
+	sh := &r.shards[shardOf()]
 	if read {
-		r.reads.Add(1)
+		sh.reads.Add(1)
 	} else {
-		r.writes.Add(1)
+		sh.writes.Add(1)
 	}
 }
 
@@ -466,7 +468,7 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if err != nil {
 		return nil, db.closedErr(err)
 	}
-	r.writes.Add(1)
+	r.count(false)
 	return res, nil
 }
 

@@ -234,6 +234,7 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 		// penalty): the node is measured afresh, and slow start meters
 		// its return.
 		r.ewma.Store(0)
+		r.measured.Store(false)
 		if db.cfg.slowStart > 0 && r.Role() == RoleReplica {
 			r.rampStart.Store(max(monotime(), 1))
 		}
@@ -274,10 +275,34 @@ func (db *DB) rebuild() {
 		return
 	}
 	db.snap.Store(newSnapshot(db.policy, eligible))
+	db.setTracking(eligible)
 	if len(eligible) == 0 && db.replicaCount > 0 {
 		db.log.Warn("rwsplit: no replica eligible; reads go to the primary within the fallback limit")
 	} else if len(old.replicas) == 0 && len(eligible) > 0 && db.replicaCount > 0 {
 		db.log.Info("rwsplit: replicas eligible again", "count", len(eligible))
+	}
+}
+
+// setTracking has the nodes of the eligible set count their calls in
+// their shared in-flight counter when the policy's picker reads it (the
+// built-in load-aware policies with two replicas or more to choose from),
+// and in their shards otherwise.
+func (db *DB) setTracking(eligible []*Replica) {
+	loadAware := false
+	switch db.policy.(type) {
+	case *leastInFlight, *leastLatency:
+		loadAware = len(eligible) >= 2
+	}
+	for _, r := range db.nodes {
+		want := false
+		if loadAware {
+			for _, e := range eligible {
+				want = want || e == r
+			}
+		}
+		if r.trackGlobal.Load() != want {
+			r.trackGlobal.Store(want)
+		}
 	}
 }
 

@@ -174,9 +174,9 @@ func (h *hedged) run(rt route) *attempt {
 	h.first = a1
 	timer := time.AfterFunc(db.cfg.hedging.delay(rt.r), h.hedge)
 
-	start := a1.r.begin()
+	c1 := a1.r.begin()
 	h.call(ctx1, a1)
-	a1.r.end(h.ctx, start, a1.err)
+	a1.r.end(h.ctx, c1, a1.err)
 	timer.Stop()
 
 	h.mu.Lock()
@@ -241,9 +241,9 @@ func (h *hedged) hedge() {
 	h.first.r.hedges.Add(1)
 	db.log.Debug("rwsplit: read slow; hedging on another replica", "node", h.first.r.name, "hedge", next.r.name)
 
-	start := a2.r.begin()
+	c2 := a2.r.begin()
 	h.call(ctx2, a2)
-	a2.r.end(h.ctx, start, a2.err)
+	a2.r.end(h.ctx, c2, a2.err)
 
 	h.mu.Lock()
 	won := !h.decided && a2.err == nil
