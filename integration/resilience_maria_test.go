@@ -44,6 +44,9 @@ func TestResilienceMaria(t *testing.T) {
 	t.Run("ReplicaCrashUnderLoad", func(t *testing.T) {
 		replicaCrashUnderLoad(t, c, c.Replicas()[1], mariaResilienceQuery, rwsplit.LeastLatency())
 	})
+	t.Run("FrozenReplicaUnderLoadHedged", func(t *testing.T) {
+		frozenReplicaUnderLoadHedged(t, c, c.Replicas()[1], mariaResilienceQuery)
+	})
 }
 
 // mariaLagViaMonitor: under a steady trickle of writes the delayed replica

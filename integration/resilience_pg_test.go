@@ -26,6 +26,9 @@ func TestResiliencePGFailures(t *testing.T) {
 	})
 	t.Run("ReplicaStopAndRestart", func(t *testing.T) { pgReplicaStopAndRestart(t, c) })
 	t.Run("FrozenReplicaSkipped", func(t *testing.T) { pgFrozenReplicaSkipped(t, c) })
+	t.Run("FrozenReplicaUnderLoadHedged", func(t *testing.T) {
+		frozenReplicaUnderLoadHedged(t, c, c.Replicas()[0], pgResilienceQuery)
+	})
 	t.Run("DegradedStart", func(t *testing.T) { pgDegradedStart(t, c) })
 	t.Run("FallbackToPrimary", func(t *testing.T) { pgFallbackToPrimary(t, c) })
 	t.Run("AllNodesDown", func(t *testing.T) { pgAllNodesDown(t, c) })
