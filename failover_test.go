@@ -236,8 +236,12 @@ func TestWritesAreNeverRetried(t *testing.T) {
 }
 
 func TestCancelledReadIsNotRetried(t *testing.T) {
-	// Generic dialect: probes ping, so the fake counts only the reads.
-	c := newCluster(t, 2, WithPolicy(RoundRobin()), WithDialect("generic"))
+	// Generic dialect: probes ping, so the fake counts only the reads; and
+	// only the first round of probes runs, before the test begins.
+	c := newCluster(t, 2, WithPolicy(RoundRobin()), WithDialect("generic"), WithHealthCheckInterval(time.Hour))
+	waitFor(t, 5*time.Second, "first probe round", func() bool {
+		return c.replicas[0].Count(fakedriver.Ping) > 0 && c.replicas[1].Count(fakedriver.Ping) > 0
+	})
 	// Open a connection to each replica first: a blocked server also
 	// blocks new connections, which the fake counts apart from queries.
 	for range 4 {
