@@ -65,6 +65,11 @@
 // probes ([WithHysteresis]), ramping up over [WithSlowStart]. New and Open
 // never wait for a node: one that is down joins when it answers.
 //
+// [WithHedging] (off by default) sends a read that a replica leaves
+// unanswered past an adaptive delay to a second replica too; the first
+// answer wins, so a hung replica costs a read that delay rather than the
+// caller's deadline.
+//
 // # Policies
 //
 // [LeastLatency] (the default) and [LeastInFlight] use the power of two
