@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rwsplit/rwsplit/internal/fakedriver"
@@ -106,4 +107,40 @@ func BenchmarkExecSerial(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPoolStats measures what LeastInFlight would pay per pick to also
+// weigh sql.DBStats.InUse: (*sql.DB).Stats takes the pool's mutex, which
+// every query and every returned connection also takes.
+func BenchmarkPoolStats(b *testing.B) {
+	db := fakedriver.NewServer("s").DB()
+	b.Cleanup(func() { db.Close() })
+	b.Run("Stats", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = db.Stats().InUse
+			}
+		})
+	})
+	b.Run("StatsUnderQueries", func(b *testing.B) {
+		// Half the goroutines query, half read Stats: the cost a picker
+		// would add to a busy pool.
+		ctx := context.Background()
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			querier := n.Add(1)%2 == 0
+			for pb.Next() {
+				if querier {
+					rows, err := db.QueryContext(ctx, benchQuery, 1)
+					if err == nil {
+						rows.Close()
+					}
+				} else {
+					_ = db.Stats().InUse
+				}
+			}
+		})
+	})
 }
