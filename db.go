@@ -284,12 +284,25 @@ func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes)
 	if lim := db.cfg.fallbackLimit; lim >= 0 {
 		if db.fallbackInFlight.Add(1) > int64(lim) {
 			db.fallbackInFlight.Add(-1)
-			db.fallbackRejected.Add(1)
 			return route{}, ErrNoReplica
 		}
 	}
-	db.fallbacks.Add(1)
 	return route{r: p, read: true, fallback: true}, nil
+}
+
+// sent counts a call about to be sent on rt.
+func (db *DB) sent(rt route) {
+	if rt.fallback {
+		db.fallbacks.Add(1)
+	}
+}
+
+// refused counts a read refused to its caller with ErrNoReplica.
+func (db *DB) refused(err error) error {
+	if err == ErrNoReplica {
+		db.fallbackRejected.Add(1)
+	}
+	return err
 }
 
 // done releases what a call on rt held.
@@ -390,10 +403,11 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	}
 	rt, err := db.routeRead(ctx, query)
 	if err != nil {
-		return nil, err
+		return nil, db.refused(err)
 	}
 	var tried triedNodes
 	for {
+		db.sent(rt)
 		var rows *sql.Rows
 		var err error
 		if db.hedgeable(rt) {
@@ -425,10 +439,11 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	}
 	rt, err := db.routeRead(ctx, query)
 	if err != nil {
-		return errRow(err)
+		return errRow(db.refused(err))
 	}
 	var tried triedNodes
 	for {
+		db.sent(rt)
 		var row *sql.Row
 		var err error
 		if db.hedgeable(rt) {
@@ -497,11 +512,12 @@ func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 	if opts != nil && opts.ReadOnly && opts.Isolation != sql.LevelSerializable && !forcedPrimary(ctx) {
 		var err error
 		if rt, err = db.routeReplica(ctx, "", nil); err != nil {
-			return nil, err
+			return nil, db.refused(err)
 		}
 	}
 	var tried triedNodes
 	for {
+		db.sent(rt)
 		start := rt.r.begin()
 		tx, err := rt.r.db.BeginTx(ctx, opts)
 		rt.r.end(ctx, start, err)

@@ -29,8 +29,9 @@ type Hedging struct {
 // estimate, bounded by a floor and a ceiling) is sent to a second eligible
 // replica as well, and the first answer wins. A hung replica then costs a
 // read that delay, not the caller's whole deadline. Hedging applies to
-// QueryContext and QueryRowContext on replicas when at least two replicas
-// are eligible; the primary is never asked as a hedge.
+// QueryContext and QueryRowContext on replicas. The hedge goes to another
+// eligible replica; if that fails too, to the next; and with none left, to
+// the primary within [WithFallbackLimit]; three nodes at most per read.
 //
 // "Answer" is the first response: QueryContext returning. An error met
 // later, while iterating rows, is not hedged. The losing attempt's rows
@@ -105,10 +106,10 @@ func (h *Hedging) delay(r *Replica) time.Duration {
 	return min(max(time.Duration(est*h.Multiplier), h.Floor), h.Ceiling)
 }
 
-// hedgeable reports whether a read routed by rt may be hedged.
+// hedgeable reports whether a read routed by rt may be hedged: a read on a
+// replica, which can be hedged on another replica or, last, the primary.
 func (db *DB) hedgeable(rt route) bool {
-	return db.cfg.hedging != nil && rt.read && !rt.fallback &&
-		rt.r.Role() == RoleReplica && len(db.snap.Load().replicas) >= 2
+	return db.cfg.hedging != nil && rt.read && !rt.fallback && rt.r.Role() == RoleReplica
 }
 
 // detach returns a context for one hedged attempt: it carries ctx's values
@@ -160,8 +161,9 @@ type hedged struct {
 	mu       sync.Mutex
 	decided  bool          // a winner is chosen (guarded by mu)
 	first    *attempt      // the first attempt, set before the timer can fire
-	second   *attempt      // the hedge, once sent (guarded by mu)
-	answered chan struct{} // closed when the hedge has answered (guarded by mu; nil until sent)
+	second   *attempt      // the hedge that won (guarded by mu)
+	hedges   []*attempt    // every hedge sent (guarded by mu)
+	answered chan struct{} // closed when every hedge has answered (nil until hedging starts)
 }
 
 // run runs attempt one on rt.r and, if it is slow, a hedge; it returns the
@@ -187,7 +189,11 @@ func (h *hedged) run(rt route) *attempt {
 	}
 	if a1.err == nil || h.answered == nil {
 		h.decided = true // ours, with no hedge in flight, or first
+		losers := h.losersLocked(a1)
 		h.mu.Unlock()
+		for _, l := range losers {
+			l.cancel() // a hedge still out: it releases itself when it returns
+		}
 		a1.stop()
 		if a1.err != nil {
 			a1.cancel()
@@ -213,18 +219,14 @@ func (h *hedged) run(rt route) *attempt {
 	return a1
 }
 
-// hedge runs on the timer's goroutine: it sends the read to a second
-// replica within the budget, and if that answers first, makes it the
-// winner and cancels the first attempt.
+// hedge runs on the timer's goroutine. Within the budget it sends the read
+// to another eligible replica, and, whenever the latest hedge fails or is
+// itself left unanswered past the delay, to the next node: replicas first,
+// the primary last (within the fallback limit); three nodes at most per
+// read. The first attempt to answer wins and the others are released: a
+// winning hedge cancels the first attempt.
 func (h *hedged) hedge() {
 	db := h.db
-	var tried triedNodes
-	tried.add(h.first.r)
-	next, err := db.routeReplica(h.ctx, h.query, &tried)
-	if err != nil || next.fallback || next.r.Role() != RoleReplica {
-		db.done(next)
-		return
-	}
 	if !db.hedgeTokens.spend() {
 		return
 	}
@@ -233,33 +235,112 @@ func (h *hedged) hedge() {
 		h.mu.Unlock()
 		return
 	}
-	ctx2, cancel2, stop2 := detach(h.ctx)
-	a2 := &attempt{r: next.r, cancel: cancel2, stop: stop2}
-	h.second = a2
 	h.answered = make(chan struct{})
 	h.mu.Unlock()
 	h.first.r.hedges.Add(1)
-	db.log.Debug("rwsplit: read slow; hedging on another replica", "node", h.first.r.name, "hedge", next.r.name)
 
-	c2 := a2.r.begin()
-	h.call(ctx2, a2)
-	a2.r.end(h.ctx, c2, a2.err)
+	var tried triedNodes
+	tried.add(h.first.r)
+	var wg sync.WaitGroup
+	failed := make(chan struct{}, maxReadAttempts) // one per hedge that failed
+	delay := db.cfg.hedging.delay(h.first.r)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for launched := 0; tried.n < maxReadAttempts; {
+		next, err := db.routeReplica(h.ctx, h.query, &tried)
+		if err != nil || tried.has(next.r) {
+			db.done(next)
+			break
+		}
+		tried.add(next.r)
+		if !h.launch(next, &wg, failed) {
+			break // decided meanwhile
+		}
+		launched++
+		if tried.n >= maxReadAttempts {
+			break
+		}
+		// Wait until this hedge fails, outlives the delay, or the read is
+		// decided; then try the next node.
+		timer.Reset(delay)
+		select {
+		case <-failed:
+		case <-timer.C:
+		case <-h.ctx.Done():
+		}
+		h.mu.Lock()
+		decided := h.decided
+		h.mu.Unlock()
+		if decided || h.ctx.Err() != nil {
+			break
+		}
+	}
+	// Close answered once every hedge has answered, so that a first attempt
+	// that failed waits for them all.
+	go func() {
+		wg.Wait()
+		h.mu.Lock()
+		close(h.answered)
+		h.mu.Unlock()
+	}()
+}
 
+// losersLocked returns every attempt but the winner, to cancel.
+func (h *hedged) losersLocked(winner *attempt) []*attempt {
+	losers := make([]*attempt, 0, len(h.hedges)+1)
+	if h.first != winner {
+		losers = append(losers, h.first)
+	}
+	for _, a := range h.hedges {
+		if a != winner {
+			losers = append(losers, a)
+		}
+	}
+	return losers
+}
+
+// launch sends one hedge attempt on rt in a goroutine of its own and
+// returns false if the read was decided before it could be sent.
+func (h *hedged) launch(rt route, wg *sync.WaitGroup, failed chan<- struct{}) bool {
+	db := h.db
 	h.mu.Lock()
-	won := !h.decided && a2.err == nil
-	if won {
-		h.decided = true
-		a2.r.hedgeWins.Add(1)
+	if h.decided {
+		h.mu.Unlock()
+		db.done(rt)
+		return false
 	}
-	close(h.answered)
+	ctx2, cancel2, stop2 := detach(h.ctx)
+	a := &attempt{r: rt.r, cancel: cancel2, stop: stop2}
+	h.hedges = append(h.hedges, a)
 	h.mu.Unlock()
-	switch {
-	case won:
-		a2.stop()
-		h.first.cancel() // unblocks the first attempt, which then releases itself
-	default:
-		a2.release()
-	}
+	db.sent(rt)
+	db.log.Debug("rwsplit: read slow; hedging on another node", "node", h.first.r.name, "hedge", rt.r.name)
+	wg.Go(func() {
+		c := a.r.begin()
+		h.call(ctx2, a)
+		a.r.end(h.ctx, c, a.err)
+		db.done(rt)
+		h.mu.Lock()
+		won := !h.decided && a.err == nil
+		var losers []*attempt
+		if won {
+			h.decided = true
+			h.second = a
+			a.r.hedgeWins.Add(1)
+			losers = h.losersLocked(a)
+		}
+		h.mu.Unlock()
+		if won {
+			a.stop()
+			for _, l := range losers {
+				l.cancel() // unblocks it; it then releases itself
+			}
+			return
+		}
+		a.release()
+		failed <- struct{}{}
+	})
+	return true
 }
 
 func (h *hedged) call(ctx context.Context, a *attempt) {
@@ -276,10 +357,10 @@ func (h *hedged) call(ctx context.Context, a *attempt) {
 func (db *DB) hedgedRead(ctx context.Context, rt route, query string, args []any, wantRow bool, tried *triedNodes) *attempt {
 	h := &hedged{db: db, ctx: ctx, query: query, args: args, wantRow: wantRow}
 	a := h.run(rt)
-	h.mu.Lock()
-	if h.second != nil && h.second != a {
-		tried.add(h.second.r)
+	if a == h.first {
+		// The read failed everywhere it was sent; a retry starts over
+		// from the nodes not tried by the first attempt.
+		tried.add(a.r)
 	}
-	h.mu.Unlock()
 	return a
 }

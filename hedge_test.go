@@ -85,22 +85,78 @@ func TestHedgingBudget(t *testing.T) {
 	}
 }
 
-func TestNoHedgeWithOneReplicaOrWhenOff(t *testing.T) {
-	for _, c := range []*cluster{
-		newCluster(t, 1, WithDialect("generic"), WithHealthCheckInterval(time.Hour), WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond})),
-		newCluster(t, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour)),
-	} {
-		for _, r := range c.replicas {
-			r.SetLatency(10 * time.Millisecond)
+func TestNoHedgeWhenOff(t *testing.T) {
+	c := newCluster(t, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour))
+	for _, r := range c.replicas {
+		r.SetLatency(10 * time.Millisecond)
+	}
+	for range 10 {
+		served(t, context.Background(), c.db, "SELECT 1")
+	}
+	for _, n := range c.db.Stats().Nodes {
+		if n.Hedges != 0 {
+			t.Errorf("%s hedged %d reads with hedging off", n.Name, n.Hedges)
 		}
-		for range 10 {
-			served(t, context.Background(), c.db, "SELECT 1")
+	}
+}
+
+func TestHedgeFallsBackToPrimaryWithOneReplica(t *testing.T) {
+	c := newCluster(t, 1, WithNodeNames("p", "r1"), WithDialect("generic"), WithHealthCheckInterval(time.Hour),
+		WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond, Budget: 1}))
+	served(t, context.Background(), c.db, "SELECT 1")
+	release := c.replicas[0].Block()
+	defer release()
+	for range 5 {
+		if got := served(t, context.Background(), c.db, "SELECT 1"); got != "p" {
+			t.Errorf("read with the only replica frozen served by %s, want the primary as hedge", got)
 		}
-		for _, n := range c.db.Stats().Nodes {
-			if n.Hedges != 0 {
-				t.Errorf("%s hedged %d reads", n.Name, n.Hedges)
-			}
+	}
+	s := c.db.Stats()
+	if r1 := nodeStats(c.db, "r1"); r1.Hedges != 5 || s.Fallbacks != 5 {
+		t.Errorf("hedges %d, fallbacks %d; want 5 and 5", r1.Hedges, s.Fallbacks)
+	}
+}
+
+func TestHedgeMovesOnWhenTheHedgeHangs(t *testing.T) {
+	// r1 and r2 frozen: the hedge to r2 hangs too, and after the delay the
+	// read is also sent to the primary, which answers.
+	c := newCluster(t, 2, WithNodeNames("p", "r1", "r2"), WithDialect("generic"), WithHealthCheckInterval(time.Hour),
+		WithPolicy(byName("r1")), WithHedging(Hedging{Floor: time.Millisecond, Ceiling: 5 * time.Millisecond, Budget: 1}))
+	waitFor(t, 5*time.Second, "first probe round", func() bool {
+		return c.replicas[0].Count(fakedriver.Ping) > 0 && c.replicas[1].Count(fakedriver.Ping) > 0
+	})
+	served(t, context.Background(), c.db, "SELECT 1")
+	releases := []func(){c.replicas[0].Block(), c.replicas[1].Block()}
+	defer func() {
+		for _, r := range releases {
+			r()
 		}
+	}()
+	// No deadline: the losing attempts must be cancelled by the winner,
+	// not by the caller's context.
+	var node string
+	if err := c.db.QueryRowContext(context.Background(), "SELECT 1").Scan(&node); err != nil || node != "p" {
+		t.Errorf("read: node %q err %v, want the primary after a hung hedge", node, err)
+	}
+	for _, r := range c.replicas {
+		waitFor(t, time.Second, "losing attempts released", func() bool { return r.InFlight() == 0 })
+	}
+}
+
+func TestHedgeMovesOnWhenTheHedgeFails(t *testing.T) {
+	// r1 frozen, r2 down: the hedge to r2 fails at once, and the read moves
+	// on to the primary rather than wait on r1.
+	c := newCluster(t, 2, WithNodeNames("p", "r1", "r2"), WithDialect("generic"), WithHealthCheckInterval(time.Hour),
+		WithPolicy(byName("r1")), WithHedging(Hedging{Floor: time.Millisecond, Ceiling: 5 * time.Millisecond, Budget: 1}))
+	served(t, context.Background(), c.db, "SELECT 1")
+	release := c.replicas[0].Block()
+	defer release()
+	c.replicas[1].SetDown(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var node string
+	if err := c.db.QueryRowContext(ctx, "SELECT 1").Scan(&node); err != nil || node != "p" {
+		t.Errorf("read: node %q err %v, want the primary after a failed hedge", node, err)
 	}
 }
 
@@ -109,7 +165,8 @@ func TestHedgedReadHonoursCancellation(t *testing.T) {
 		WithHedging(Hedging{Floor: time.Millisecond, Ceiling: 5 * time.Millisecond, Budget: 1}))
 	served(t, context.Background(), c.db, "SELECT 1")
 	served(t, context.Background(), c.db, "SELECT 1")
-	releases := []func(){c.replicas[0].Block(), c.replicas[1].Block()}
+	// Every node frozen: the hedges reach the primary and hang there too.
+	releases := []func(){c.replicas[0].Block(), c.replicas[1].Block(), c.primary.Block()}
 	defer func() {
 		for _, r := range releases {
 			r()
@@ -120,12 +177,12 @@ func TestHedgedReadHonoursCancellation(t *testing.T) {
 	start := time.Now()
 	_, err := c.db.QueryContext(ctx, "SELECT 1")
 	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		t.Fatalf("read with both replicas frozen: %v", err)
+		t.Fatalf("read with every node frozen: %v", err)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("cancelled hedged read returned after %s", d)
 	}
-	for _, r := range c.replicas {
+	for _, r := range append(c.replicas, c.primary) {
 		waitFor(t, 5*time.Second, "attempts released", func() bool { return r.InFlight() == 0 })
 	}
 }
