@@ -18,13 +18,12 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	policy    Policy
-	policySet bool
-	logger    *slog.Logger
-	dialect   string    // "" means: detect from the driver
-	names     []string  // primary first, then replicas; nil means default names
-	namesSet  bool      //
-	monitors  []*sql.DB // probe handles, primary first; nil: probe through the nodes' own handles
+	policy   Policy
+	logger   *slog.Logger
+	dialect  string    // "" means: detect from the driver
+	names    []string  // primary first, then replicas; nil means default names
+	namesSet bool      // WithNodeNames was given
+	monitors []*sql.DB // probe handles, primary first; nil: probe through the nodes' own handles
 
 	interval       time.Duration // health check interval
 	probeTimeout   time.Duration // 0: derived from interval
@@ -74,7 +73,7 @@ func (c *config) timeout() time.Duration {
 // WithPolicy sets the policy that spreads reads over the eligible replicas.
 // The default is [LeastLatency]. A nil policy is an error.
 func WithPolicy(p Policy) Option {
-	return optionFunc(func(c *config) { c.policy, c.policySet = p, true })
+	return optionFunc(func(c *config) { c.policy = p })
 }
 
 // WithLogger sets the logger for node state changes and routing events.
