@@ -4,7 +4,7 @@ GO      ?= go
 MODULES := . integration examples
 TESTFLAGS ?= -race -count=1
 
-.PHONY: deps test vet unit integration examples demo bench fuzz
+.PHONY: deps test vet unit integration examples demo bench fuzz chaos
 
 deps:
 	@bash scripts/deps.sh
@@ -29,6 +29,12 @@ demo: deps
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd integration && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The chaos test (60s: crashes, freezes and restarts replicas under load) is
+# not part of `make test` yet: in about one run in three a read or a few of
+# some 55,000 still hit their deadline. See BENCHMARKS.md.
+chaos: deps
+	cd integration && $(GO) test -race -count=1 -tags chaos -run TestChaos -v -timeout 10m ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 60s ./internal/sqlclass/
