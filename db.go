@@ -96,7 +96,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 			return nil, &Error{Op: op, Err: err}
 		}
 	}
-	if cfg.namesSet {
+	if cfg.names != nil {
 		if len(cfg.names) != len(handles) {
 			return nil, configError(op, "WithNodeNames: %d names for %d nodes", len(cfg.names), len(handles))
 		}
@@ -371,9 +371,10 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 	return next, true
 }
 
-// count records a statement served by r.
-func (r *Replica) count(read bool) {
-	sh := &r.shards[shardOf()]
+// count records a statement served by r, in the counter shard the call
+// began in.
+func (r *Replica) count(shard uint8, read bool) {
+	sh := &r.shards[shard]
 	if read {
 		sh.reads.Add(1)
 	} else {
@@ -410,17 +411,19 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 		db.sent(rt)
 		var rows *sql.Rows
 		var err error
+		var shard uint8
 		if db.hedgeable(rt) {
 			a := db.hedgedRead(ctx, rt, query, args, false, &tried)
-			rows, err, rt.r = a.rows, a.err, a.r
+			rows, err, rt.r, shard = a.rows, a.err, a.r, shardOf()
 		} else {
-			start := rt.r.begin()
+			c := rt.r.begin()
 			rows, err = rt.r.db.QueryContext(ctx, query, args...)
-			rt.r.end(ctx, start, err)
+			rt.r.end(ctx, c, err)
+			shard = c.shard
 		}
 		db.done(rt)
 		if err == nil {
-			rt.r.count(rt.read)
+			rt.r.count(shard, rt.read)
 			return rows, nil
 		}
 		var ok bool
@@ -446,18 +449,20 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 		db.sent(rt)
 		var row *sql.Row
 		var err error
+		var shard uint8
 		if db.hedgeable(rt) {
 			a := db.hedgedRead(ctx, rt, query, args, true, &tried)
-			row, err, rt.r = a.row, a.err, a.r
+			row, err, rt.r, shard = a.row, a.err, a.r, shardOf()
 		} else {
-			start := rt.r.begin()
+			c := rt.r.begin()
 			row = rt.r.db.QueryRowContext(ctx, query, args...)
 			err = row.Err()
-			rt.r.end(ctx, start, err)
+			rt.r.end(ctx, c, err)
+			shard = c.shard
 		}
 		db.done(rt)
 		if err == nil {
-			rt.r.count(rt.read)
+			rt.r.count(shard, rt.read)
 			return row
 		}
 		var ok bool
@@ -477,13 +482,13 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 		return nil, ErrClosed
 	}
 	r := db.primary.Load()
-	start := r.begin()
+	c := r.begin()
 	res, err := r.db.ExecContext(ctx, query, args...)
-	r.end(ctx, start, err)
+	r.end(ctx, c, err)
 	if err != nil {
 		return nil, db.closedErr(err)
 	}
-	r.count(false)
+	r.count(c.shard, false)
 	return res, nil
 }
 

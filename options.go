@@ -22,7 +22,6 @@ type config struct {
 	logger   *slog.Logger
 	dialect  string    // "" means: detect from the driver
 	names    []string  // primary first, then replicas; nil means default names
-	namesSet bool      // WithNodeNames was given
 	monitors []*sql.DB // probe handles, primary first; nil: probe through the nodes' own handles
 
 	interval       time.Duration // health check interval
@@ -109,7 +108,6 @@ func WithDialect(name string) Option {
 func WithNodeNames(primary string, replicas ...string) Option {
 	return optionFunc(func(c *config) {
 		c.names = append([]string{primary}, replicas...)
-		c.namesSet = true
 	})
 }
 
