@@ -203,7 +203,8 @@ func (r *Replica) latencyAt(now int64) float64 {
 // observe folds one response time (ns) measured at time now into the
 // estimate. A sample above the estimate replaces it (peak sensitivity); a
 // lower one is averaged in with a weight that grows with the time since
-// the previous sample.
+// the previous sample, and is at least minSampleWeight for a sample under
+// half the estimate.
 func (r *Replica) observe(sample, now int64) {
 	if sample <= 0 {
 		sample = 1
@@ -218,6 +219,9 @@ func (r *Replica) observe(sample, now int64) {
 			if w > 1 {
 				w = 1
 			}
+			if s < old/2 && w > 1-minSampleWeight {
+				w = 1 - minSampleWeight
+			}
 			next = old*w + s*(1-w)
 		}
 		if r.ewma.CompareAndSwap(oldBits, math.Float64bits(next)) {
@@ -227,6 +231,17 @@ func (r *Replica) observe(sample, now int64) {
 			}
 			return
 		}
+	}
+}
+
+// observeIdle sets the estimate of a node that no call has been timed on
+// for a while from one sample (a health probe's round trip): nothing
+// fresher says otherwise.
+func (r *Replica) observeIdle(sample, now int64) {
+	r.ewma.Store(math.Float64bits(float64(max(sample, 1))))
+	r.lastObs.Store(now)
+	if !r.measured.Load() {
+		r.measured.Store(true)
 	}
 }
 
@@ -341,3 +356,12 @@ func (s *snapshot) rampUp(r *Replica, rs int64, _ PickInfo) *Replica {
 	}
 	return r
 }
+
+// minSampleWeight is the least weight a sample under half the estimate
+// gets, however soon it follows the previous one. Weighting by time alone,
+// a busy node's samples, milliseconds apart, would each weigh almost
+// nothing, and one outlier (a connection's handshake, a pause) would hold
+// its estimate up for seconds while hundreds of fast answers said
+// otherwise. Samples near the estimate keep the time weighting, so the
+// ordinary jitter of equal nodes does not make the estimate twitch.
+const minSampleWeight = 0.2

@@ -147,10 +147,12 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 	r.failStreak.Store(0)
 	r.okStreak++
 	if now := monotime(); now-r.lastObs.Load() > int64(db.cfg.interval) {
-		// No call has been timed on the node for an interval: let the
-		// probe's round trip refresh its latency estimate, so that a
-		// node the policy avoids is not judged on old samples forever.
-		r.observe(rtt, now)
+		// No call has been timed on the node for an interval: the
+		// probe's round trip is the freshest word on it, so that a node
+		// the policy avoids is judged on how it answers now, not on the
+		// samples (a connection's handshake, a pause) that made the
+		// policy avoid it.
+		r.observeIdle(rtt, now)
 	}
 	if !r.healthy.Load() && r.okStreak >= db.cfg.reinstateAfter {
 		db.setHealthy(r, true, nil)

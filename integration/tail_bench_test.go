@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -135,6 +136,13 @@ func tailRun(b *testing.B, c *testcluster.Cluster, proxies []*toxiproxy.Proxy, p
 	if _, ok := waitFor(10*time.Second, func() bool { return db.Stats().Eligible == len(proxies) }); !ok {
 		b.Fatalf("not every replica eligible:\n%s", statsDump(db))
 	}
+	// Open every replica's connections before measuring: a policy that
+	// moves load between nodes would otherwise time the connections a
+	// node's pool opens when its share grows (a fork and a handshake),
+	// which is the pool's warm-up, not the routing's tail.
+	for _, h := range db.Replicas() {
+		primePool(b, h, tailWorkers)
+	}
 	var wg sync.WaitGroup
 	for w := range tailWorkers {
 		wg.Go(func() {
@@ -180,4 +188,24 @@ func tailRun(b *testing.B, c *testcluster.Cluster, proxies []*toxiproxy.Proxy, p
 	r.p50, r.p99, r.p999, r.max = toxiQuantile(lat, .5), toxiQuantile(lat, .99), toxiQuantile(lat, .999), toxiQuantile(lat, 1)
 	r.slowShare = float64(onSlow) / float64(tailReads)
 	return r
+}
+
+// primePool opens n connections in h's pool and returns them to it idle.
+func primePool(b *testing.B, h *sql.DB, n int) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := h.Conn(ctx)
+		if err != nil {
+			b.Fatalf("opening a connection: %v", err)
+		}
+		conns = append(conns, c)
+	}
 }
