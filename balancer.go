@@ -37,6 +37,7 @@ type Replica struct {
 	probedPrimary atomic.Bool  // the last probe said the node takes writes
 	lag           atomic.Int64 // replication lag in ns; lagUnknown, lagBroken
 	lastErr       atomic.Value // string: the last failure's message
+	pos           atomic.Pointer[nodePosition] // the last probe's position; nil before one
 
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
@@ -313,6 +314,16 @@ func newSnapshot(p Policy, replicas []*Replica) *snapshot {
 		s.picker = p.Build(replicas)
 	}
 	return s
+}
+
+// has reports whether r is in the snapshot.
+func (s *snapshot) has(r *Replica) bool {
+	for _, x := range s.replicas {
+		if x == r {
+			return true
+		}
+	}
+	return false
 }
 
 // pick returns a replica for a read, or nil when none is eligible.

@@ -39,6 +39,12 @@ type DB struct {
 	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
 	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
 	fallbackRejected atomic.Uint64 // reads refused with ErrNoReplica
+	epochChanged     atomic.Bool   // a probe saw the primary's epoch change
+
+	sessionReplicaReads atomic.Uint64 // session reads routed to a replica
+	sessionPrimaryReads atomic.Uint64 // session reads routed to the primary
+	positionReads       atomic.Uint64 // round trips made to read a position for sessions and write concerns
+	tokensRejected      atomic.Uint64 // resumed tokens not accepted
 	hedgeTokens      hedgeTokens
 
 	closed  atomic.Bool
@@ -233,33 +239,84 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 	return db, nil
 }
 
-type primaryKey struct{}
-
-// WithPrimary returns a context that sends every call made with it to the
-// primary: reads too, and read-only transactions. Use it for a read that
-// must see the primary's latest state.
-func WithPrimary(ctx context.Context) context.Context {
-	return context.WithValue(ctx, primaryKey{}, true)
-}
-
-func forcedPrimary(ctx context.Context) bool {
-	return ctx.Value(primaryKey{}) != nil
-}
-
 // route is where a call goes.
 type route struct {
 	r        *Replica
 	read     bool // the statement is a pure read
 	fallback bool // a read on the primary for want of a replica: holds a fallback slot
+	session  bool // a read for a session: the session notes its node
+	// constrained: chosen for a consistency the policy's other picks may
+	// not meet (session, bounded staleness): not hedged.
+	constrained bool
 }
 
 // routeRead returns the node for a statement on the read path.
 func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 	read := db.classes.isRead(db.dialect.class, query)
-	if !read || forcedPrimary(ctx) {
-		return route{r: db.primary.Load(), read: read}, nil
+	o := optionsOf(ctx)
+	if !read {
+		if o != nil && o.session != nil {
+			// A writing query commits after its rows are read, out of
+			// sight: the session is pending until ctx is done.
+			o.session.beginPending(ctx)
+		}
+		return route{r: db.primary.Load()}, nil
 	}
-	return db.routeReplica(ctx, query, nil)
+	if o == nil {
+		return db.routeReplica(ctx, query, nil)
+	}
+	return db.routeWith(ctx, o, query, nil)
+}
+
+// routeWith routes a pure read made with the options o, avoiding the nodes
+// in tried.
+func (db *DB) routeWith(ctx context.Context, o *callOptions, query string, tried *triedNodes) (route, error) {
+	switch o.readLevel() {
+	case levelStrong:
+		return route{r: db.primary.Load(), read: true}, nil
+	case levelSession:
+		return db.routeSession(ctx, o.session, query, tried)
+	case levelBounded:
+		return db.routeBounded(ctx, o.consistency.maxLag, query, tried), nil
+	}
+	return db.routeReplica(ctx, query, tried)
+}
+
+// routeNext routes the next attempt of a read made with ctx.
+func (db *DB) routeNext(ctx context.Context, query string, tried *triedNodes) (route, error) {
+	if o := optionsOf(ctx); o != nil {
+		return db.routeWith(ctx, o, query, tried)
+	}
+	return db.routeReplica(ctx, query, tried)
+}
+
+// routeBounded picks a replica whose measured lag is at most maxLag, or
+// the primary.
+func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query string, tried *triedNodes) route {
+	fresh := func(r *Replica) bool {
+		lag := r.lag.Load()
+		return !tried.has(r) && lag != lagUnknown && lag <= int64(maxLag)
+	}
+	snap := db.snap.Load()
+	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && fresh(r) {
+		return route{r: r, read: true, constrained: true}
+	}
+	for _, r := range snap.replicas {
+		if fresh(r) {
+			return route{r: r, read: true, constrained: true}
+		}
+	}
+	return route{r: db.primary.Load(), read: true, constrained: true}
+}
+
+// noteRead tells the session of ctx, if rt was routed for one, which node
+// served its read.
+func noteRead(ctx context.Context, rt route) {
+	if rt.session {
+		if o := optionsOf(ctx); o != nil && o.session != nil {
+			o.session.noteRead(rt.r)
+		}
+	}
 }
 
 // routeReplica picks a replica for a read, avoiding the nodes in tried,
@@ -361,7 +418,7 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 	if !isNodeFault(ctx, err) && !(replica && isRecoveryConflict(err)) {
 		return route{}, false
 	}
-	next, rerr := db.routeReplica(ctx, query, tried)
+	next, rerr := db.routeNext(ctx, query, tried)
 	if rerr != nil || tried.has(next.r) {
 		db.done(next)
 		return route{}, false
@@ -424,6 +481,7 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 		db.done(rt)
 		if err == nil {
 			rt.r.count(shard, rt.read)
+			noteRead(ctx, rt)
 			return rows, nil
 		}
 		var ok bool
@@ -463,6 +521,7 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 		db.done(rt)
 		if err == nil {
 			rt.r.count(shard, rt.read)
+			noteRead(ctx, rt)
 			return row
 		}
 		var ok bool
@@ -489,6 +548,9 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 		return nil, db.closedErr(err)
 	}
 	r.count(c.shard, false)
+	if o := optionsOf(ctx); o != nil && (o.session != nil || o.concern != nil) {
+		return db.afterWrite(ctx, o, res)
+	}
 	return res, nil
 }
 
@@ -497,6 +559,9 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
+	}
+	if o := optionsOf(ctx); o != nil && o.session != nil {
+		o.session.beginPending(ctx)
 	}
 	stmt, err := db.primary.Load().db.PrepareContext(ctx, query)
 	return stmt, db.closedErr(err)
@@ -510,15 +575,30 @@ func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 // that cannot begin because its node fails is begun on another; once
 // begun, a transaction never changes node.
 func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return db.beginTx(ctx, opts, true)
+}
+
+// beginTx begins a transaction; pending says whether a read-write one
+// leaves the session of ctx pending ([DB.RunInTx] records its commit
+// itself).
+func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*sql.Tx, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
 	rt := route{r: db.primary.Load()}
-	if opts != nil && opts.ReadOnly && opts.Isolation != sql.LevelSerializable && !forcedPrimary(ctx) {
+	o := optionsOf(ctx)
+	if opts != nil && opts.ReadOnly && opts.Isolation != sql.LevelSerializable {
 		var err error
-		if rt, err = db.routeReplica(ctx, "", nil); err != nil {
+		if o != nil {
+			rt, err = db.routeWith(ctx, o, "", nil)
+		} else {
+			rt, err = db.routeReplica(ctx, "", nil)
+		}
+		if err != nil {
 			return nil, db.refused(err)
 		}
+	} else if pending && o != nil && o.session != nil {
+		o.session.beginPending(ctx)
 	}
 	var tried triedNodes
 	for {
@@ -529,6 +609,7 @@ func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 		db.done(rt)
 		if err == nil {
 			rt.r.transactions.Add(1)
+			noteRead(ctx, rt)
 			return tx, nil
 		}
 		var ok bool
@@ -542,6 +623,9 @@ func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
+	}
+	if o := optionsOf(ctx); o != nil && o.session != nil {
+		o.session.beginPending(ctx)
 	}
 	c, err := db.primary.Load().db.Conn(ctx)
 	return c, db.closedErr(err)

@@ -66,6 +66,7 @@ func driverDialect(d driver.Driver) *dialect {
 
 // probeResult is what one health probe learned of a node.
 type probeResult struct {
+	at      int64 // monotime the probe was sent
 	err     error
 	primary bool // the node says it takes writes
 
@@ -75,6 +76,13 @@ type probeResult struct {
 	// has no positions.
 	pos      position
 	posKnown bool
+
+	// epoch is the history the node is on: the PostgreSQL timeline (on a
+	// standby, the one it receives, when the user may read
+	// pg_stat_wal_receiver); on a MySQL/MariaDB primary its server_id
+	// (MariaDB) or server_uuid (MySQL). epochKnown is false when unread.
+	epoch      epoch
+	epochKnown bool
 
 	// replayAge is how long ago the replica replayed its last transaction
 	// (PostgreSQL), and secondsBehind the server's own lag estimate
@@ -86,10 +94,48 @@ type probeResult struct {
 }
 
 // position is a replication position: a PostgreSQL LSN, or a MySQL /
-// MariaDB GTID set kept as text.
+// MariaDB GTID set kept as text and parsed once (maria, mysql), so that
+// comparing positions on the read path allocates nothing.
 type position struct {
-	lsn  uint64
-	gtid string
+	lsn   uint64
+	gtid  string
+	maria []mariaGTID               // MariaDB: one per domain, sorted by domain
+	mysql map[string][]gtidInterval // MySQL: per source, merged intervals
+}
+
+// epoch names a primary's history: a PostgreSQL timeline, a MariaDB
+// server_id, a MySQL server_uuid.
+type epoch struct {
+	n  uint64
+	id string
+}
+
+// newPosition returns the position of text in dialect d.
+func newPosition(d *dialect, text string) (position, bool) {
+	switch d {
+	case dialectPostgres:
+		v, ok := parseLSN(text)
+		return position{lsn: v}, ok
+	case dialectMariaDB:
+		g, ok := parseMariaGTIDList(text)
+		return position{gtid: text, maria: g}, ok
+	case dialectMySQL:
+		set, ok := parseMySQLGTIDSet(text)
+		return position{gtid: text, mysql: set}, ok
+	}
+	return position{}, false
+}
+
+// String is the position's text form, as the server writes it.
+func (p position) String() string {
+	if p.gtid != "" || p.maria != nil || p.mysql != nil {
+		return p.gtid
+	}
+	return formatLSN(p.lsn)
+}
+
+func formatLSN(v uint64) string {
+	return strconv.FormatUint(v>>32, 16) + "/" + strconv.FormatUint(v&0xffffffff, 16)
 }
 
 // probe asks one node, under ctx, whether it is alive, which role it has
@@ -102,37 +148,56 @@ func (db *DB) probe(ctx context.Context, h *sql.DB) probeResult {
 	case dialectPostgres:
 		return probePostgres(ctx, h)
 	case dialectMySQL, dialectMariaDB:
-		if !db.flavorKnown.Load() {
-			var version string
-			if err := h.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
-				return probeResult{err: err}
-			}
-			d = dialectMySQL
-			if strings.Contains(strings.ToLower(version), "mariadb") {
-				d = dialectMariaDB
-			}
-			db.positions.Store(d)
-			db.flavorKnown.Store(true)
+		d, err := db.flavor(ctx, h)
+		if err != nil {
+			return probeResult{err: err}
 		}
 		return probeMySQL(ctx, h, d == dialectMariaDB)
 	}
 	return probeResult{err: h.PingContext(ctx)}
 }
 
+// flavor returns the dialect of positions; for a "mysql" driver it asks
+// the server's VERSION() once, through h, whether it is MariaDB.
+func (db *DB) flavor(ctx context.Context, h *sql.DB) (*dialect, error) {
+	if db.flavorKnown.Load() {
+		return db.positions.Load(), nil
+	}
+	var version string
+	if err := h.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return nil, err
+	}
+	d := dialectMySQL
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		d = dialectMariaDB
+	}
+	db.positions.Store(d)
+	db.flavorKnown.Store(true)
+	return d, nil
+}
+
 // pgProbe asks everything in one round trip. pg_current_wal_lsn() fails
 // during recovery and the standby functions return NULL on a primary, so
 // the query branches on pg_is_in_recovery().
+//
+// The timeline: on a primary from the name of its current WAL file (the
+// control file's checkpoint timeline lags right after a promotion); on a
+// standby the one its WAL receiver receives, which PostgreSQL shows only
+// to roles with pg_read_all_stats (pg_monitor), else NULL.
 const pgProbe = `SELECT pg_is_in_recovery(),
 	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
-	COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, -1)`
+	COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, -1),
+	CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli::int8 FROM pg_stat_wal_receiver)
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END`
 
 func probePostgres(ctx context.Context, db *sql.DB) probeResult {
 	var (
 		inRecovery bool
 		lsn        sql.NullString
 		age        float64
+		tli        sql.NullInt64
 	)
-	if err := db.QueryRowContext(ctx, pgProbe).Scan(&inRecovery, &lsn, &age); err != nil {
+	if err := db.QueryRowContext(ctx, pgProbe).Scan(&inRecovery, &lsn, &age, &tli); err != nil {
 		return probeResult{err: err}
 	}
 	res := probeResult{primary: !inRecovery}
@@ -140,6 +205,9 @@ func probePostgres(ctx context.Context, db *sql.DB) probeResult {
 		if v, ok := parseLSN(lsn.String); ok {
 			res.pos, res.posKnown = position{lsn: v}, true
 		}
+	}
+	if tli.Valid && tli.Int64 > 0 {
+		res.epoch, res.epochKnown = epoch{n: uint64(tli.Int64)}, true
 	}
 	if inRecovery && age >= 0 {
 		res.replayAge, res.replayAgeOK = time.Duration(age*float64(time.Second)), true
@@ -168,15 +236,16 @@ func parseLSN(s string) (uint64, bool) {
 // SLAVE MONITOR, MySQL REPLICATION CLIENT); without it the role rests on
 // read_only and lag on GTID comparison.
 func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
-	q := "SELECT @@read_only, @@gtid_executed"
+	q := "SELECT @@read_only, @@gtid_executed, @@server_uuid"
 	if mariadb {
-		q = "SELECT @@read_only, CASE WHEN @@read_only THEN @@gtid_slave_pos ELSE @@gtid_binlog_pos END"
+		q = "SELECT @@read_only, CASE WHEN @@read_only THEN @@gtid_slave_pos ELSE @@gtid_binlog_pos END, @@server_id"
 	}
 	var (
 		readOnly bool
 		gtid     sql.NullString
+		server   sql.NullString
 	)
-	if err := db.QueryRowContext(ctx, q).Scan(&readOnly, &gtid); err != nil {
+	if err := db.QueryRowContext(ctx, q).Scan(&readOnly, &gtid, &server); err != nil {
 		if isNodeFault(ctx, err) || ctx.Err() != nil {
 			return probeResult{err: err}
 		}
@@ -187,8 +256,15 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 		}
 	}
 	res := probeResult{primary: !readOnly}
+	d := dialectMySQL
+	if mariadb {
+		d = dialectMariaDB
+	}
 	if gtid.Valid {
-		res.pos, res.posKnown = position{gtid: gtid.String}, true
+		res.pos, res.posKnown = newPosition(d, gtid.String)
+	}
+	if server.Valid {
+		res.epoch, res.epochKnown = serverEpoch(d, server.String)
 	}
 	replicating, behind, ok, err := replicaStatus(ctx, db)
 	switch {
@@ -256,4 +332,55 @@ func (d *dialect) covers(p, q position) (bool, bool) {
 		return mysqlGTIDCovers(p.gtid, q.gtid)
 	}
 	return false, false
+}
+
+// serverEpoch is the epoch of a MySQL/MariaDB primary from its server_uuid
+// or server_id.
+func serverEpoch(d *dialect, server string) (epoch, bool) {
+	if d == dialectMariaDB {
+		n, err := strconv.ParseUint(server, 10, 32)
+		return epoch{n: n}, err == nil
+	}
+	return epoch{id: strings.ToLower(server)}, server != ""
+}
+
+// primaryPositionQuery asks a primary for its position after a commit and
+// its epoch. PostgreSQL: the insert LSN, which is at or past the end of
+// every committed transaction's WAL.
+func (d *dialect) primaryPositionQuery() string {
+	switch d {
+	case dialectPostgres:
+		return `SELECT pg_current_wal_insert_lsn()::text,
+	('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int8::text`
+	case dialectMariaDB:
+		return "SELECT @@gtid_binlog_pos, @@server_id"
+	case dialectMySQL:
+		return "SELECT @@gtid_executed, @@server_uuid"
+	}
+	return ""
+}
+
+// replicaPositionQuery asks a replica for what it has applied.
+func (d *dialect) replicaPositionQuery() string {
+	switch d {
+	case dialectPostgres:
+		return "SELECT pg_last_wal_replay_lsn()::text"
+	case dialectMariaDB:
+		return "SELECT @@gtid_slave_pos"
+	case dialectMySQL:
+		return "SELECT @@gtid_executed"
+	}
+	return ""
+}
+
+// hasPositions reports whether the dialect knows replication positions.
+func (d *dialect) hasPositions() bool {
+	return d == dialectPostgres || d == dialectMariaDB || d == dialectMySQL
+}
+
+func (e epoch) String() string {
+	if e.id != "" {
+		return e.id
+	}
+	return strconv.FormatUint(e.n, 10)
 }

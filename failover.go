@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,10 @@ type health struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the loop has returned
 	kick   chan struct{} // asks for a round now (capacity 1)
+
+	// fastUntil: until this monotime the loop probes at its fast cadence
+	// (sessions are waiting for replicas to be seen to catch up).
+	fastUntil atomic.Int64
 
 	mu sync.Mutex // guards rebuilds of the snapshot
 
@@ -68,7 +73,11 @@ func (db *DB) healthLoop() {
 		case <-db.health.kick:
 		}
 		db.probeRound()
-		t.Reset(jitter(db.cfg.interval))
+		next := jitter(db.cfg.interval)
+		if monotime() < db.health.fastUntil.Load() {
+			next = min(next, db.cfg.fastInterval())
+		}
+		t.Reset(next)
 	}
 }
 
@@ -90,6 +99,7 @@ func (db *DB) probeRound() {
 			defer cancel()
 			start := monotime()
 			res := db.probe(ctx, r.monitor)
+			res.at = start
 			if res.err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
 				res.err = errProbeTimeout
 			}
@@ -167,6 +177,15 @@ func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, n
 	}
 	if r.Role() == RoleReplica {
 		r.lag.Store(int64(db.replicaLag(r, res, primaryPos, now)))
+	}
+	if res.posKnown {
+		np := &nodePosition{pos: res.pos, epoch: res.epoch, epochKnown: res.epochKnown, at: res.at}
+		if r.Role() == RolePrimary && res.primary && res.epochKnown {
+			if old := r.pos.Load(); old != nil && old.epochKnown && old.epoch != res.epoch {
+				db.epochChanged.Store(true)
+			}
+		}
+		r.pos.Store(np)
 	}
 }
 

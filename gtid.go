@@ -170,3 +170,79 @@ func validUUID(s string) bool {
 }
 
 func isDigitByte(c byte) bool { return '0' <= c && c <= '9' }
+
+// mariaGTID is the last transaction of one MariaDB replication domain.
+type mariaGTID struct {
+	domain, server uint32
+	seq            uint64
+}
+
+// parseMariaGTIDList parses a MariaDB GTID position into one entry per
+// domain (the highest sequence number where a domain repeats), sorted by
+// domain.
+func parseMariaGTIDList(s string) ([]mariaGTID, bool) {
+	out := []mariaGTID{}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return out, true
+	}
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Split(strings.TrimSpace(part), "-")
+		if len(f) != 3 {
+			return nil, false
+		}
+		domain, err1 := strconv.ParseUint(f[0], 10, 32)
+		server, err2 := strconv.ParseUint(f[1], 10, 32)
+		seq, err3 := strconv.ParseUint(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, false
+		}
+		g := mariaGTID{uint32(domain), uint32(server), seq}
+		i := 0
+		for i < len(out) && out[i].domain < g.domain {
+			i++
+		}
+		switch {
+		case i < len(out) && out[i].domain == g.domain:
+			if g.seq > out[i].seq {
+				out[i] = g
+			}
+		default:
+			out = append(out, mariaGTID{})
+			copy(out[i+1:], out[i:])
+			out[i] = g
+		}
+	}
+	return out, true
+}
+
+// mariaHistoryCovers reports whether a node at have has applied need, for
+// read-your-writes: in every domain of need, have holds a transaction of
+// the same server with a sequence number at least as high. Sequence
+// numbers alone are not enough: a node that applied a transaction the
+// current primary never had (lost in a failover) can show a higher number
+// in the same domain from another server, and has not seen need's write.
+func mariaHistoryCovers(have, need []mariaGTID) bool {
+	j := 0
+	for _, n := range need {
+		for j < len(have) && have[j].domain < n.domain {
+			j++
+		}
+		if j == len(have) || have[j].domain != n.domain || have[j].server != n.server || have[j].seq < n.seq {
+			return false
+		}
+	}
+	return true
+}
+
+// mysqlSetCovers reports whether GTID set need is a subset of have.
+func mysqlSetCovers(have, need map[string][]gtidInterval) bool {
+	for source, ivs := range need {
+		for _, iv := range ivs {
+			if !intervalsContain(have[source], iv) {
+				return false
+			}
+		}
+	}
+	return true
+}

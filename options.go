@@ -32,6 +32,10 @@ type config struct {
 	fallbackLimit  int           // reads in flight on the primary for want of a replica; <0 unlimited
 	slowStart      time.Duration // ramp-up of a reinstated replica; 0 off
 	hedging        *Hedging      // nil: off
+
+	sessionKey    []byte        // signs session tokens; nil: unsigned
+	sessionWindow time.Duration // read-your-writes window without positions
+	sessionWait   time.Duration // how long a session read waits for a replica
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -42,6 +46,7 @@ const (
 	defaultReinstateAfter = 2
 	defaultFallbackLimit  = 32
 	defaultSlowStart      = 5 * time.Second
+	defaultSessionWindow  = 5 * time.Second
 	minProbeTimeout       = 500 * time.Millisecond
 	maxProbeTimeout       = 2 * time.Second
 )
@@ -55,6 +60,7 @@ func defaultConfig() config {
 		reinstateAfter: defaultReinstateAfter,
 		fallbackLimit:  defaultFallbackLimit,
 		slowStart:      defaultSlowStart,
+		sessionWindow:  defaultSessionWindow,
 	}
 }
 
@@ -192,6 +198,36 @@ func WithMonitor(primary *sql.DB, replicas ...*sql.DB) Option {
 }
 
 // validate checks the settings against the number of nodes.
+// WithSessionKey signs the tokens of sessions that write through this DB
+// ([Session.Token]) with HMAC-SHA256 under key, and makes the DB accept
+// only tokens signed with it: a resumed session whose token is unsigned or
+// signed with another key starts empty (and is counted in
+// [Stats].TokensRejected). Give every process that shares sessions the same
+// key, at least 16 bytes (32 random bytes recommended). Without a key,
+// tokens are unsigned and a DB accepts one only if its position is not
+// beyond the primary's.
+func WithSessionKey(key []byte) Option {
+	k := append([]byte(nil), key...)
+	return optionFunc(func(c *config) { c.sessionKey = k })
+}
+
+// WithSessionWindow sets how long after a session's last write its reads
+// go to the primary when the dialect has no replication positions (a
+// generic driver); default 5s. This is weaker than position tracking: a
+// replica lagging more than the window serves stale data.
+func WithSessionWindow(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.sessionWindow = d })
+}
+
+// WithSessionWait sets how long a session read may wait for an eligible
+// replica to apply the session's writes, reading the replicas' positions
+// every few milliseconds, before it goes to the primary. The default, 0,
+// goes to the primary at once; the health loop then probes faster for a
+// while so that replicas are seen to catch up soon.
+func WithSessionWait(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.sessionWait = d })
+}
+
 func (c *config) validate(nodes int) error {
 	switch {
 	case c.interval < 0:
@@ -204,6 +240,12 @@ func (c *config) validate(nodes int) error {
 		return fmt.Errorf("WithMaxReplicationLag: negative lag %s", c.maxLag)
 	case c.slowStart < 0:
 		return fmt.Errorf("WithSlowStart: negative duration %s", c.slowStart)
+	case c.sessionKey != nil && len(c.sessionKey) < 16:
+		return fmt.Errorf("WithSessionKey: key of %d bytes; want at least 16 (32 random bytes recommended)", len(c.sessionKey))
+	case c.sessionWindow < 0:
+		return fmt.Errorf("WithSessionWindow: negative window %s", c.sessionWindow)
+	case c.sessionWait < 0:
+		return fmt.Errorf("WithSessionWait: negative wait %s", c.sessionWait)
 	}
 	if c.interval == 0 {
 		c.interval = defaultInterval
@@ -224,4 +266,10 @@ func (c *config) validate(nodes int) error {
 		}
 	}
 	return nil
+}
+
+// fastInterval is the probe cadence while sessions wait for replicas: a
+// tenth of the interval, at least 20ms.
+func (c *config) fastInterval() time.Duration {
+	return max(c.interval/10, 20*time.Millisecond)
 }

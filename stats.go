@@ -17,6 +17,15 @@ type Stats struct {
 	Eligible         int    // replicas reads may go to now
 	Fallbacks        uint64 // reads sent to the primary because no replica was eligible
 	FallbackRejected uint64 // reads refused with ErrNoReplica (fallback limit reached)
+
+	// Read-your-writes: session reads routed to a replica and to the
+	// primary, round trips made to read positions (after session writes,
+	// for pending sessions, write concerns and session waits), and
+	// resumed tokens not accepted.
+	SessionReplicaReads uint64
+	SessionPrimaryReads uint64
+	PositionReads       uint64
+	TokensRejected      uint64
 }
 
 // NodeStats describes one node. Counters count calls made through the
@@ -35,6 +44,12 @@ type NodeStats struct {
 	Lag       time.Duration
 	LagKnown  bool
 	LastError string // the node's last failure (probe or traffic), if any
+
+	// Position is the node's replication position as the last probe read
+	// it (LSN or GTID set), and Epoch its timeline (PostgreSQL) or, on a
+	// MySQL/MariaDB primary, its server id; empty when unknown.
+	Position string
+	Epoch    string
 
 	Ejections uint64 // times it was taken out of rotation
 	Retries   uint64 // reads that failed on it and were retried on another node
@@ -63,6 +78,11 @@ func (db *DB) Stats() Stats {
 		Eligible:         len(snap.replicas),
 		Fallbacks:        db.fallbacks.Load(),
 		FallbackRejected: db.fallbackRejected.Load(),
+
+		SessionReplicaReads: db.sessionReplicaReads.Load(),
+		SessionPrimaryReads: db.sessionPrimaryReads.Load(),
+		PositionReads:       db.positionReads.Load(),
+		TokensRejected:      db.tokensRejected.Load(),
 	}
 	for _, r := range db.nodes {
 		lastErr, _ := r.lastErr.Load().(string)
@@ -86,6 +106,12 @@ func (db *DB) Stats() Stats {
 			Errors:          r.errors.Load(),
 			ReadOnlyRetries: r.readOnlyRetries.Load(),
 			DB:              r.db.Stats(),
+		}
+		if np := r.pos.Load(); np != nil {
+			ns.Position = np.pos.String()
+			if np.epochKnown {
+				ns.Epoch = np.epoch.String()
+			}
 		}
 		if lag == lagBroken {
 			ns.Lag = -1
@@ -122,6 +148,10 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "dialect %s, policy %s, %d replicas eligible, %d fallback reads (%d refused)\n",
 		s.Dialect, s.Policy, s.Eligible, s.Fallbacks, s.FallbackRejected)
+	if s.SessionReplicaReads+s.SessionPrimaryReads+s.PositionReads+s.TokensRejected > 0 {
+		fmt.Fprintf(&b, "sessions: %d reads on replicas, %d on the primary, %d position reads, %d tokens rejected\n",
+			s.SessionReplicaReads, s.SessionPrimaryReads, s.PositionReads, s.TokensRejected)
+	}
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tLAG\tREADS\tWRITES\tTX\tERRORS\tRETRIES\tRO-RETRIES\tEJECTED\tIN-FLIGHT\tLATENCY\tOPEN\tIN-USE")
 	for _, n := range s.Nodes {

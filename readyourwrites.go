@@ -1,0 +1,821 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Read-your-writes. A Session remembers the primary's position after each
+// of its writes (PostgreSQL: the WAL insert LSN; MariaDB: @@gtid_binlog_pos;
+// MySQL: @@gtid_executed) and the primary's epoch (timeline, server_id,
+// server_uuid). A read with the session goes to a replica whose position,
+// as the health probes last read it, covers the session's; else to the
+// primary. The session also keeps reads monotonic: it stays on the node it
+// last read from while that node is eligible, and moves only to a node
+// proven at least as far along as that node was after the read, or to the
+// primary.
+
+// callOptions is what the With... context functions ask of the calls made
+// with a context. One context value holds them all, so a call looks them up
+// once.
+type callOptions struct {
+	primary     bool
+	session     *Session
+	consistency Consistency
+	concern     *WriteConcern
+}
+
+type optionsKey struct{}
+
+func optionsOf(ctx context.Context) *callOptions {
+	o, _ := ctx.Value(optionsKey{}).(*callOptions)
+	return o
+}
+
+func withOptions(ctx context.Context, set func(*callOptions)) context.Context {
+	var o callOptions
+	if p := optionsOf(ctx); p != nil {
+		o = *p
+	}
+	set(&o)
+	return context.WithValue(ctx, optionsKey{}, &o)
+}
+
+// WithPrimary returns a context that sends every call made with it to the
+// primary: reads too, and read-only transactions. Use it for a read that
+// must see the primary's latest state. It is [WithConsistency] with
+// [Strong].
+func WithPrimary(ctx context.Context) context.Context {
+	return withOptions(ctx, func(o *callOptions) { o.primary = true })
+}
+
+// Consistency is what a read asks of the data it sees; see
+// [WithConsistency].
+type Consistency struct {
+	level  consistencyLevel
+	maxLag time.Duration
+}
+
+type consistencyLevel uint8
+
+const (
+	levelDefault  consistencyLevel = iota // session when the context has one, else eventual
+	levelEventual                         // any eligible replica
+	levelSession                          // the session's writes and earlier reads
+	levelBounded                          // a replica at most maxLag behind
+	levelStrong                           // the primary
+)
+
+var (
+	// Eventual reads from any eligible replica (within
+	// WithMaxReplicationLag, if set). It is the default without a session;
+	// with a session it ignores the session's position (writes through
+	// the session are still recorded).
+	Eventual = Consistency{level: levelEventual}
+	// ReadYourWrites reads from a replica that has applied every write of
+	// the context's [Session] and everything the session read before
+	// (monotonic reads), else from the primary. It is the default when
+	// the context carries a session; without one it is Eventual.
+	ReadYourWrites = Consistency{level: levelSession}
+	// Strong reads from the primary, as [WithPrimary] does.
+	Strong = Consistency{level: levelStrong}
+)
+
+// BoundedStaleness reads from a replica whose measured replication lag is
+// known and at most maxLag, else from the primary. A maxLag of zero or less
+// is [Strong].
+func BoundedStaleness(maxLag time.Duration) Consistency {
+	if maxLag <= 0 {
+		return Strong
+	}
+	return Consistency{level: levelBounded, maxLag: maxLag}
+}
+
+func (c Consistency) String() string {
+	switch c.level {
+	case levelEventual:
+		return "eventual"
+	case levelSession:
+		return "read-your-writes"
+	case levelBounded:
+		return "bounded staleness " + c.maxLag.String()
+	case levelStrong:
+		return "strong"
+	}
+	return "default"
+}
+
+// WithConsistency returns a context whose reads have consistency c. The
+// default is [ReadYourWrites] when the context carries a [Session]
+// ([WithSession]) and [Eventual] otherwise; [WithPrimary] overrides both.
+func WithConsistency(ctx context.Context, c Consistency) context.Context {
+	return withOptions(ctx, func(o *callOptions) { o.consistency = c })
+}
+
+// WithSession returns a context whose calls belong to session s: writes
+// made with it advance the session's position, and reads see them (see
+// [Session]). A nil s returns ctx unchanged.
+func WithSession(ctx context.Context, s *Session) context.Context {
+	if s == nil {
+		return ctx
+	}
+	return withOptions(ctx, func(o *callOptions) { o.session = s })
+}
+
+// SessionFrom returns the session of ctx, or nil.
+func SessionFrom(ctx context.Context) *Session {
+	if o := optionsOf(ctx); o != nil {
+		return o.session
+	}
+	return nil
+}
+
+// readLevel is the consistency a read made with o asks for.
+func (o *callOptions) readLevel() consistencyLevel {
+	if o.primary {
+		return levelStrong
+	}
+	if o.consistency.level == levelDefault {
+		if o.session != nil {
+			return levelSession
+		}
+		return levelEventual
+	}
+	if o.consistency.level == levelSession && o.session == nil {
+		return levelEventual
+	}
+	return o.consistency.level
+}
+
+func forcedPrimary(ctx context.Context) bool {
+	o := optionsOf(ctx)
+	return o != nil && o.readLevel() == levelStrong
+}
+
+// A Session is one client's view of the data: it reads its own writes and
+// never reads older data than it read before, while being served by
+// replicas whenever they have caught up. Attach it to a context with
+// [WithSession]; carry it across processes with [Session.Token] and
+// [ResumeSession]. A Session is safe for concurrent use, and may be used
+// with several goroutines at once (50 concurrent requests of one user, for
+// instance); it is meant for one DB (one cluster).
+//
+// Which writes a session sees:
+//   - ExecContext: the position is read from the primary right after the
+//     statement returns (one extra round trip), since an autocommit
+//     statement has committed when it returns.
+//   - [DB.RunInTx]: the transaction is committed and then the position read:
+//     the recommended way to write in a transaction.
+//   - A writing QueryContext, BeginTx, Conn or PrepareContext: rwsplit cannot
+//     see when these commit (after the rows are read, at Commit, ...). The
+//     session is then pending: every read with it first reads the
+//     primary's current position (one round trip), until the context of
+//     that call is done or [Session.WritesDone] is called; then one more
+//     read resolves it and the session is back to cached positions.
+//
+// With a dialect that has no positions (generic drivers), a session reads
+// from the primary for a time window after its last write
+// ([WithSessionWindow]): weaker, since a replica may lag more than that.
+type Session struct {
+	mu      sync.Mutex
+	kind    *dialect // the dialect of need; nil until the first position
+	need    position // the session's writes and resolved reads
+	hasNeed bool
+	ep      epoch // the primary's epoch at need
+	epKnown bool
+
+	lastWrite time.Time // the last write (time-window fallback)
+	pending   int       // open writes whose commit rwsplit cannot see
+	resolve   bool      // read the primary's position at the next read
+	rebase    bool      // replace need by the primary's position at the next resolve
+	gen       uint64    // bumped when a pending write ends
+
+	// Monotonic reads: the node the session last read from and when that
+	// read returned; settled once a probe sent after it has read the
+	// node's position.
+	node   *Replica
+	nodeAt int64
+
+	writes  uint64 // writes recorded: the HTTP middleware sets a cookie when it grows
+	key     []byte // signing key, learned from the DB that recorded a write
+	resumed *resumedToken
+}
+
+// NewSession returns an empty session: its first reads may go to any
+// replica.
+func NewSession() *Session { return &Session{} }
+
+// WritesDone marks every write made with the session through a
+// QueryContext, BeginTx, Conn or PrepareContext as finished (committed or
+// not): reads stop resolving the primary's position on each call after one
+// last resolution. Call it after committing a transaction begun with a
+// context that stays alive (context.Background, say).
+func (s *Session) WritesDone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending > 0 || s.resolve {
+		s.pending = 0
+		s.resolve = true
+		s.gen++
+	}
+}
+
+// beginPending marks a write whose commit rwsplit cannot see, open until
+// ctx is done.
+func (s *Session) beginPending(ctx context.Context) {
+	s.mu.Lock()
+	s.pending++
+	s.writes++
+	s.lastWrite = time.Now()
+	s.mu.Unlock()
+	if ctx.Done() != nil {
+		context.AfterFunc(ctx, s.endPending)
+	}
+}
+
+func (s *Session) endPending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending > 0 {
+		s.pending--
+	}
+	s.resolve = true
+	s.lastWrite = time.Now()
+	s.gen++
+}
+
+// sessionView is what a read needs of a session, copied under its lock.
+type sessionView struct {
+	need      position
+	hasNeed   bool
+	ep        epoch
+	epKnown   bool
+	node      *Replica
+	nodeAt    int64
+	lastWrite time.Time
+	unsure    bool // pending or to resolve: the primary's position is needed first
+	gen       uint64
+}
+
+func (s *Session) view() sessionView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sessionView{
+		need: s.need, hasNeed: s.hasNeed, ep: s.ep, epKnown: s.epKnown,
+		node: s.node, nodeAt: s.nodeAt, lastWrite: s.lastWrite,
+		unsure: s.pending > 0 || s.resolve || s.rebase, gen: s.gen,
+	}
+}
+
+// advance merges a position the session must see from now on. A position
+// of another epoch than the session's replaces it (the session's old
+// position means nothing in the new history).
+func (s *Session) advance(d *dialect, p position, ep epoch, epKnown bool) {
+	if s.hasNeed && s.kind == d && !(epKnown && s.epKnown && ep != s.ep) && !s.rebase {
+		p = mergePosition(d, s.need, p)
+	}
+	s.kind, s.need, s.hasNeed = d, p, true
+	if epKnown {
+		s.ep, s.epKnown = ep, true
+	}
+	s.rebase = false
+}
+
+// recordWrite records the primary's position after a write.
+func (s *Session) recordWrite(db *DB, d *dialect, p position, ep epoch, epKnown bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(d, p, ep, epKnown)
+	s.writes++
+	s.lastWrite = time.Now()
+	if db.cfg.sessionKey != nil {
+		s.key = db.cfg.sessionKey
+	}
+}
+
+// markUnsure makes the next read resolve the primary's position: a write
+// whose position could not be read.
+func (s *Session) markUnsure() {
+	s.mu.Lock()
+	s.resolve = true
+	s.writes++
+	s.lastWrite = time.Now()
+	s.gen++
+	s.mu.Unlock()
+}
+
+// resolved records the primary's position read at the start of a session
+// read; it settles a pending write that ended before gen.
+func (s *Session) resolved(d *dialect, p position, ep epoch, epKnown bool, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(d, p, ep, epKnown)
+	if s.gen == gen {
+		s.resolve = false
+	}
+}
+
+// noteRead records the node a session read was served by.
+func (s *Session) noteRead(r *Replica) {
+	now := monotime()
+	s.mu.Lock()
+	s.node, s.nodeAt = r, now
+	s.mu.Unlock()
+}
+
+// settleFloor merges the position a probe read after the session's last
+// read into the session: the node had at most that much when it served
+// the read. It returns false when no such probe has answered yet.
+func (s *Session) settleFloor(d *dialect, v *sessionView) bool {
+	if v.node == nil {
+		return true
+	}
+	np := v.node.pos.Load()
+	if np == nil || np.at < v.nodeAt {
+		return false
+	}
+	s.mu.Lock()
+	if s.node == v.node && s.nodeAt == v.nodeAt && !(np.epochKnown && s.epKnown && np.epoch != s.ep) {
+		if !s.hasNeed || s.kind == d {
+			s.advance(d, np.pos, np.epoch, np.epochKnown && !s.epKnown && v.node.Role() == RolePrimary)
+		}
+		v.need, v.hasNeed = s.need, s.hasNeed
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// mergePosition returns a position that covers both a and b.
+func mergePosition(d *dialect, a, b position) position {
+	switch d {
+	case dialectPostgres:
+		return position{lsn: max(a.lsn, b.lsn)}
+	case dialectMariaDB:
+		out := make([]mariaGTID, 0, len(a.maria)+len(b.maria))
+		i, j := 0, 0
+		for i < len(a.maria) || j < len(b.maria) {
+			switch {
+			case j == len(b.maria) || (i < len(a.maria) && a.maria[i].domain < b.maria[j].domain):
+				out = append(out, a.maria[i])
+				i++
+			case i == len(a.maria) || b.maria[j].domain < a.maria[i].domain:
+				out = append(out, b.maria[j])
+				j++
+			default:
+				g := a.maria[i]
+				if b.maria[j].seq > g.seq {
+					g = b.maria[j]
+				}
+				out = append(out, g)
+				i++
+				j++
+			}
+		}
+		parts := make([]string, len(out))
+		for k, g := range out {
+			parts[k] = fmt.Sprintf("%d-%d-%d", g.domain, g.server, g.seq)
+		}
+		return position{gtid: strings.Join(parts, ","), maria: out}
+	case dialectMySQL:
+		if mysqlSetCovers(a.mysql, b.mysql) {
+			return a
+		}
+		if mysqlSetCovers(b.mysql, a.mysql) {
+			return b
+		}
+		text := a.gtid + "," + b.gtid
+		if p, ok := newPosition(d, text); ok {
+			return p
+		}
+		return b
+	}
+	return b
+}
+
+// historyCovers reports whether a node at have has applied everything at
+// need, on the same history.
+func (d *dialect) historyCovers(have, need position) bool {
+	switch d {
+	case dialectPostgres:
+		return have.lsn >= need.lsn
+	case dialectMariaDB:
+		return mariaHistoryCovers(have.maria, need.maria)
+	case dialectMySQL:
+		return mysqlSetCovers(have.mysql, need.mysql)
+	}
+	return false
+}
+
+// nodePosition is a node's position as a probe read it.
+type nodePosition struct {
+	pos        position
+	epoch      epoch
+	epochKnown bool
+	at         int64 // monotime the probe was sent: the node had at least pos then
+}
+
+// sessionCovers reports whether replica r is proven to have applied
+// everything session view v must see.
+func (db *DB) sessionCovers(r *Replica, d *dialect, v *sessionView) bool {
+	if !v.hasNeed {
+		return true
+	}
+	np := r.pos.Load()
+	if np == nil {
+		return false
+	}
+	if v.epKnown {
+		switch {
+		case np.epochKnown:
+			if np.epoch != v.ep {
+				return false
+			}
+		case d == dialectPostgres && db.epochChanged.Load():
+			// A standby that does not show its timeline (no
+			// pg_read_all_stats) proves nothing once a promotion was
+			// seen.
+			return false
+		}
+	}
+	return d.historyCovers(np.pos, v.need)
+}
+
+// routeSession picks the node for a read that must see session s.
+func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried *triedNodes) (route, error) {
+	db.adopt(ctx, s)
+	d := db.positions.Load()
+	p := db.primary.Load()
+	v := s.view()
+	if !d.hasPositions() {
+		if v.unsure || time.Since(v.lastWrite) < db.cfg.sessionWindow {
+			return db.sessionPrimary(p), nil
+		}
+		return db.routeReplica(ctx, query, tried)
+	}
+	if v.unsure {
+		pos, ep, epKnown, err := db.primaryPosition(ctx, p)
+		if err != nil {
+			// The primary has everything: read there.
+			return db.sessionPrimary(p), nil
+		}
+		s.resolved(d, pos, ep, epKnown, v.gen)
+		v = s.view()
+	}
+	snap := db.snap.Load()
+	if len(snap.replicas) == 0 {
+		return db.routeReplica(ctx, query, tried)
+	}
+	sticky := v.node
+	settled := s.settleFloor(d, &v)
+	// Stay on the node of the last read while it is eligible and covers
+	// the session: positions only move forward on one node.
+	if sticky != nil && sticky != p && !tried.has(sticky) && snap.has(sticky) && db.sessionCovers(sticky, d, &v) {
+		return db.sessionReplica(sticky), nil
+	}
+	if !settled {
+		// The last read's node had an unknown amount more than its cached
+		// position: only the primary is proven to have as much.
+		db.hurry()
+		return db.sessionPrimary(p), nil
+	}
+	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) && db.sessionCovers(r, d, &v) {
+		return db.sessionReplica(r), nil
+	}
+	n := len(snap.replicas)
+	off := rand.IntN(n)
+	for i := range n {
+		r := snap.replicas[(off+i)%n]
+		if !tried.has(r) && db.sessionCovers(r, d, &v) {
+			return db.sessionReplica(r), nil
+		}
+	}
+	if r := db.awaitCoverage(ctx, snap, d, &v, tried); r != nil {
+		return db.sessionReplica(r), nil
+	}
+	db.hurry()
+	return db.sessionPrimary(p), nil
+}
+
+func (db *DB) sessionReplica(r *Replica) route {
+	db.sessionReplicaReads.Add(1)
+	return route{r: r, read: true, session: true, constrained: true}
+}
+
+func (db *DB) sessionPrimary(p *Replica) route {
+	db.sessionPrimaryReads.Add(1)
+	return route{r: p, read: true, session: true, constrained: true}
+}
+
+// awaitCoverage waits up to the WithSessionWait bound for an eligible
+// replica to apply the session's position, reading the replicas'
+// positions directly every few milliseconds. It returns nil when none did.
+func (db *DB) awaitCoverage(ctx context.Context, snap *snapshot, d *dialect, v *sessionView, tried *triedNodes) *Replica {
+	wait := db.cfg.sessionWait
+	if wait <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	const poll = 2 * time.Millisecond
+	for time.Now().Before(deadline) {
+		qctx, cancel := context.WithDeadline(ctx, deadline)
+		var wg sync.WaitGroup
+		for _, r := range snap.replicas {
+			if !tried.has(r) {
+				wg.Go(func() { db.refreshPosition(qctx, r) })
+			}
+		}
+		wg.Wait()
+		cancel()
+		for _, r := range snap.replicas {
+			if !tried.has(r) && db.sessionCovers(r, d, v) {
+				return r
+			}
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// refreshPosition reads a replica's applied position now and caches it,
+// keeping the epoch the last probe read.
+func (db *DB) refreshPosition(ctx context.Context, r *Replica) {
+	d := db.positions.Load()
+	start := monotime()
+	var text sql.NullString
+	if err := r.monitor.QueryRowContext(ctx, d.replicaPositionQuery()).Scan(&text); err != nil || !text.Valid {
+		return
+	}
+	db.positionReads.Add(1)
+	pos, ok := newPosition(d, text.String)
+	if !ok {
+		return
+	}
+	np := &nodePosition{pos: pos, at: start}
+	if old := r.pos.Load(); old != nil {
+		if old.at > start {
+			return
+		}
+		np.epoch, np.epochKnown = old.epoch, old.epochKnown
+	}
+	r.pos.Store(np)
+}
+
+// primaryPosition reads the primary's current position and epoch.
+func (db *DB) primaryPosition(ctx context.Context, p *Replica) (position, epoch, bool, error) {
+	d, err := db.flavor(ctx, p.db)
+	if err != nil {
+		return position{}, epoch{}, false, err
+	}
+	var text, ep sql.NullString
+	if err := p.db.QueryRowContext(ctx, d.primaryPositionQuery()).Scan(&text, &ep); err != nil {
+		return position{}, epoch{}, false, err
+	}
+	db.positionReads.Add(1)
+	if !text.Valid {
+		return position{}, epoch{}, false, errors.New("rwsplit: the primary reported no position")
+	}
+	pos, ok := newPosition(d, text.String)
+	if !ok {
+		return position{}, epoch{}, false, fmt.Errorf("rwsplit: unreadable position %q", text.String)
+	}
+	var e epoch
+	var eok bool
+	if ep.Valid {
+		if d == dialectPostgres {
+			var n uint64
+			if _, err := fmt.Sscan(ep.String, &n); err == nil && n > 0 {
+				e, eok = epoch{n: n}, true
+			}
+		} else {
+			e, eok = serverEpoch(d, ep.String)
+		}
+	}
+	return pos, e, eok, nil
+}
+
+// hurry has the health loop probe at its fast cadence for a while, so
+// that replicas' cached positions catch up with sessions that wait for
+// them.
+func (db *DB) hurry() {
+	until := monotime() + int64(2*db.cfg.interval)
+	if db.health.fastUntil.Swap(until) < monotime() {
+		select {
+		case db.health.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// afterWrite records a successful write made with o: the session's
+// position, and the write concern's wait.
+func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (sql.Result, error) {
+	d := db.positions.Load()
+	if !d.hasPositions() && db.flavorKnown.Load() {
+		if o.session != nil {
+			o.session.markWrite()
+		}
+		if o.concern != nil {
+			return res, &WriteConcernError{Wanted: o.concern.Replicas, Err: errors.New("the dialect has no replication positions")}
+		}
+		return res, nil
+	}
+	p := db.primary.Load()
+	pos, ep, epKnown, err := db.primaryPosition(ctx, p)
+	if err != nil {
+		if o.session != nil {
+			o.session.markUnsure()
+		}
+		if o.concern != nil {
+			return res, &WriteConcernError{Wanted: o.concern.Replicas, Err: fmt.Errorf("reading the primary's position: %w", err)}
+		}
+		return res, nil
+	}
+	d = db.positions.Load()
+	if o.session != nil {
+		o.session.recordWrite(db, d, pos, ep, epKnown)
+	}
+	if o.concern != nil {
+		if err := db.awaitReplicas(ctx, d, pos, *o.concern); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// markWrite records a write for the time-window fallback.
+func (s *Session) markWrite() {
+	s.mu.Lock()
+	s.writes++
+	s.lastWrite = time.Now()
+	s.mu.Unlock()
+}
+
+// RunInTx runs fn in a transaction on the primary and commits it if fn
+// returns nil (rolls it back otherwise, or if fn panics). With a session in
+// ctx, the primary's position is read after the commit, so the session's
+// next reads see the transaction without the per-read cost of a pending
+// write: the recommended way to write in a transaction with a session.
+func (db *DB) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) (err error) {
+	tx, err := db.beginTx(ctx, opts, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		if o := optionsOf(ctx); o != nil && o.session != nil {
+			o.session.markUnsure() // the commit may have happened
+		}
+		return err
+	}
+	if o := optionsOf(ctx); o != nil && (o.session != nil || o.concern != nil) && (opts == nil || !opts.ReadOnly) {
+		_, err := db.afterWrite(ctx, o, nil)
+		return err
+	}
+	return nil
+}
+
+// WriteConcern asks a write to wait until replicas have applied it; see
+// [WithWriteConcern].
+type WriteConcern struct {
+	// Replicas is how many replicas must have applied the write;
+	// AllReplicas means every node that is a replica, eligible or not.
+	Replicas int
+	// Timeout bounds the wait; 0 means the context's deadline alone.
+	Timeout time.Duration
+}
+
+// AllReplicas in [WriteConcern.Replicas] asks for every replica.
+const AllReplicas = -1
+
+// WithWriteConcern returns a context whose writes (ExecContext and
+// [DB.RunInTx]) wait, after the primary has committed them, until wc's
+// number of replicas have applied them, as synchronous or semi-synchronous
+// replication would, on the client side. When the wait times out the
+// write's sql.Result comes back together with a [*WriteConcernError]: the
+// write is committed on the primary; do not retry it blindly.
+func WithWriteConcern(ctx context.Context, wc WriteConcern) context.Context {
+	return withOptions(ctx, func(o *callOptions) { o.concern = &wc })
+}
+
+// WriteConcernError reports a write that committed on the primary but was
+// not seen applied by as many replicas as its [WriteConcern] asked in time.
+type WriteConcernError struct {
+	Wanted   int    // replicas asked for; AllReplicas for all
+	Acked    int    // replicas that had applied the write when the wait ended
+	Replicas int    // replicas there were
+	Position string // the write's position on the primary
+	Err      error  // why the wait ended: a timeout, the context, no positions
+}
+
+func (e *WriteConcernError) Error() string {
+	want := fmt.Sprint(e.Wanted)
+	if e.Wanted == AllReplicas {
+		want = fmt.Sprintf("all %d", e.Replicas)
+	}
+	return fmt.Sprintf("rwsplit: write committed on the primary, but %d of %s replicas applied it: %v", e.Acked, want, e.Err)
+}
+
+func (e *WriteConcernError) Unwrap() error { return e.Err }
+
+// awaitReplicas waits until wc's number of replicas have applied pos.
+func (db *DB) awaitReplicas(ctx context.Context, d *dialect, pos position, wc WriteConcern) error {
+	var replicas []*Replica
+	for _, r := range db.nodes {
+		if r.Role() == RoleReplica {
+			replicas = append(replicas, r)
+		}
+	}
+	want := wc.Replicas
+	if want == AllReplicas || want > len(replicas) {
+		want = len(replicas)
+	}
+	fail := func(acked int, err error) error {
+		return &WriteConcernError{Wanted: wc.Replicas, Acked: acked, Replicas: len(replicas), Position: pos.String(), Err: err}
+	}
+	if wc.Replicas > len(replicas) {
+		return fail(0, fmt.Errorf("%d replicas asked for, %d configured", wc.Replicas, len(replicas)))
+	}
+	if want <= 0 {
+		return nil
+	}
+	if wc.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wc.Timeout)
+		defer cancel()
+	}
+	acked := make([]bool, len(replicas))
+	count := 0
+	delay := time.Millisecond
+	for {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i, r := range replicas {
+			if acked[i] {
+				continue
+			}
+			wg.Go(func() {
+				var text sql.NullString
+				if err := r.monitor.QueryRowContext(ctx, d.replicaPositionQuery()).Scan(&text); err != nil || !text.Valid {
+					return
+				}
+				db.positionReads.Add(1)
+				if have, ok := newPosition(d, text.String); ok && d.historyCovers(have, pos) {
+					mu.Lock()
+					acked[i] = true
+					count++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if count >= want {
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			err := ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) && wc.Timeout > 0 {
+				err = fmt.Errorf("timed out after %v: %w", wc.Timeout, err)
+			}
+			return fail(count, err)
+		case <-t.C:
+		}
+		delay = min(2*delay, 20*time.Millisecond)
+	}
+}
+
+// wrote returns how many writes the session has recorded; the HTTP
+// middleware compares it before and after a request.
+func (s *Session) wrote() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
