@@ -263,9 +263,7 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 	if gtid.Valid {
 		res.pos, res.posKnown = newPosition(d, gtid.String)
 	}
-	if server.Valid {
-		res.epoch, res.epochKnown = serverEpoch(d, server.String)
-	}
+
 	replicating, behind, ok, err := replicaStatus(ctx, db)
 	switch {
 	case err != nil && isNodeFault(ctx, err):
@@ -274,6 +272,11 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 	case ok:
 		res.primary = res.primary && !replicating
 		res.secondsBehind, res.lagReported = behind, replicating
+	}
+	if server.Valid && res.primary {
+		// A replica's own server id names no history: its position's
+		// GTIDs carry the servers that wrote them.
+		res.epoch, res.epochKnown = serverEpoch(d, server.String)
 	}
 	return res
 }
