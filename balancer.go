@@ -31,13 +31,15 @@ type Replica struct {
 	rampStart atomic.Int64 // monotime the node came back (slow start); 0 none
 
 	// Health, kept by the health goroutine and by failing calls.
-	healthy       atomic.Bool  // in rotation
-	failStreak    atomic.Int32 // consecutive failures, probes and traffic
-	okStreak      int          // consecutive successful probes (health goroutine only)
-	probedPrimary atomic.Bool  // the last probe said the node takes writes
-	lag           atomic.Int64 // replication lag in ns; lagUnknown, lagBroken
-	lastErr       atomic.Value // string: the last failure's message
+	healthy       atomic.Bool                  // in rotation
+	failStreak    atomic.Int32                 // consecutive failures, probes and traffic
+	okStreak      int                          // consecutive successful probes (health goroutine only)
+	probedPrimary atomic.Bool                  // the last probe said the node takes writes
+	lag           atomic.Int64                 // replication lag in ns; lagUnknown, lagBroken
+	lastErr       atomic.Value                 // string: the last failure's message
 	pos           atomic.Pointer[nodePosition] // the last probe's position; nil before one
+	pollUntil     atomic.Int64                 // monotime until which sessions wait for its position
+	polling       atomic.Bool                  // a poller reads its position
 
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).

@@ -45,6 +45,13 @@ type DB struct {
 	sessionPrimaryReads atomic.Uint64 // session reads routed to the primary
 	positionReads       atomic.Uint64 // round trips made to read a position for sessions and write concerns
 	tokensRejected      atomic.Uint64 // resumed tokens not accepted
+
+	// Session waits: a channel closed when a cached position changes, and
+	// the position pollers (see pollPositions).
+	posEvent    atomic.Pointer[chan struct{}]
+	pollMu      sync.Mutex
+	pollStopped bool
+	pollers     sync.WaitGroup
 	hedgeTokens      hedgeTokens
 
 	closed  atomic.Bool
@@ -258,7 +265,7 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 		if o != nil && o.session != nil {
 			// A writing query commits after its rows are read, out of
 			// sight: the session is pending until ctx is done.
-			o.session.beginPending(ctx)
+			o.session.beginPending(db, ctx)
 		}
 		return route{r: db.primary.Load()}, nil
 	}
@@ -561,7 +568,7 @@ func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 		return nil, ErrClosed
 	}
 	if o := optionsOf(ctx); o != nil && o.session != nil {
-		o.session.beginPending(ctx)
+		o.session.beginPending(db, ctx)
 	}
 	stmt, err := db.primary.Load().db.PrepareContext(ctx, query)
 	return stmt, db.closedErr(err)
@@ -598,7 +605,7 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 			return nil, db.refused(err)
 		}
 	} else if pending && o != nil && o.session != nil {
-		o.session.beginPending(ctx)
+		o.session.beginPending(db, ctx)
 	}
 	var tried triedNodes
 	for {
@@ -625,7 +632,7 @@ func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
 		return nil, ErrClosed
 	}
 	if o := optionsOf(ctx); o != nil && o.session != nil {
-		o.session.beginPending(ctx)
+		o.session.beginPending(db, ctx)
 	}
 	c, err := db.primary.Load().db.Conn(ctx)
 	return c, db.closedErr(err)

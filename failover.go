@@ -59,6 +59,10 @@ func (db *DB) startHealth() {
 func (db *DB) stopHealth() {
 	db.health.cancel()
 	<-db.health.done
+	db.pollMu.Lock()
+	db.pollStopped = true
+	db.pollMu.Unlock()
+	db.pollers.Wait()
 }
 
 func (db *DB) healthLoop() {
@@ -186,6 +190,7 @@ func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, n
 			}
 		}
 		r.pos.Store(np)
+		db.notifyPositions()
 	}
 }
 

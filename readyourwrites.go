@@ -199,8 +199,9 @@ type Session struct {
 	// Monotonic reads: the node the session last read from and when that
 	// read returned; settled once a probe sent after it has read the
 	// node's position.
-	node   *Replica
-	nodeAt int64
+	node       *Replica
+	nodeAt     int64
+	lastSettle int64 // monotime of the last settleNow round trip
 
 	writes  uint64 // writes recorded: the HTTP middleware sets a cookie when it grows
 	key     []byte // signing key, learned from the DB that recorded a write
@@ -228,8 +229,9 @@ func (s *Session) WritesDone() {
 
 // beginPending marks a write whose commit rwsplit cannot see, open until
 // ctx is done.
-func (s *Session) beginPending(ctx context.Context) {
+func (s *Session) beginPending(db *DB, ctx context.Context) {
 	s.mu.Lock()
+	s.learnKey(db)
 	s.pending++
 	s.writes++
 	s.lastWrite = time.Now()
@@ -294,6 +296,12 @@ func (s *Session) recordWrite(db *DB, d *dialect, p position, ep epoch, epKnown 
 	s.advance(d, p, ep, epKnown)
 	s.writes++
 	s.lastWrite = time.Now()
+	s.learnKey(db)
+}
+
+// learnKey makes the session sign its tokens with db's key, if db has
+// one; s.mu held.
+func (s *Session) learnKey(db *DB) {
 	if db.cfg.sessionKey != nil {
 		s.key = db.cfg.sessionKey
 	}
@@ -301,8 +309,9 @@ func (s *Session) recordWrite(db *DB, d *dialect, p position, ep epoch, epKnown 
 
 // markUnsure makes the next read resolve the primary's position: a write
 // whose position could not be read.
-func (s *Session) markUnsure() {
+func (s *Session) markUnsure(db *DB) {
 	s.mu.Lock()
+	s.learnKey(db)
 	s.resolve = true
 	s.writes++
 	s.lastWrite = time.Now()
@@ -479,10 +488,18 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 		return db.sessionReplica(sticky), nil
 	}
 	if !settled {
-		// The last read's node had an unknown amount more than its cached
-		// position: only the primary is proven to have as much.
-		db.hurry()
-		return db.sessionPrimary(p), nil
+		// The last read's node may have had more than its cached position
+		// when it served the read: only the primary is proven to have as
+		// much, until a probe sent after the read settles it. A session
+		// that reads more often than the probes would never settle; when
+		// moving looks worth a round trip (a wait is allowed, or a replica
+		// had caught up with the primary at the last probe), read the
+		// primary's position now instead: it bounds what the last read
+		// saw. At most once per fast probe interval per session.
+		if !db.settleNow(ctx, s, d, p, snap, &v) {
+			db.hurry()
+			return db.sessionPrimary(p), nil
+		}
 	}
 	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) && db.sessionCovers(r, d, &v) {
 		return db.sessionReplica(r), nil
@@ -502,6 +519,42 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 	return db.sessionPrimary(p), nil
 }
 
+// settleNow settles the floor of session view v by reading the primary's
+// position, when allowed and worthwhile; it reports whether v is settled.
+func (db *DB) settleNow(ctx context.Context, s *Session, d *dialect, p *Replica, snap *snapshot, v *sessionView) bool {
+	worth := db.cfg.sessionWait > 0
+	if !worth {
+		if pp := p.pos.Load(); pp != nil {
+			for _, r := range snap.replicas {
+				if rp := r.pos.Load(); rp != nil && rp.at >= pp.at && d.historyCovers(rp.pos, pp.pos) {
+					worth = true
+					break
+				}
+			}
+		}
+	}
+	now := monotime()
+	s.mu.Lock()
+	if !worth || now-s.lastSettle < int64(db.cfg.fastInterval()) {
+		s.mu.Unlock()
+		return false
+	}
+	s.lastSettle = now
+	s.mu.Unlock()
+	pos, ep, epKnown, err := db.primaryPosition(ctx, p)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	s.advance(d, pos, ep, epKnown)
+	if s.node == v.node && s.nodeAt == v.nodeAt {
+		s.node = nil
+	}
+	v.need, v.hasNeed, v.ep, v.epKnown, v.node = s.need, s.hasNeed, s.ep, s.epKnown, nil
+	s.mu.Unlock()
+	return true
+}
+
 func (db *DB) sessionReplica(r *Replica) route {
 	db.sessionReplicaReads.Add(1)
 	return route{r: r, read: true, session: true, constrained: true}
@@ -513,8 +566,10 @@ func (db *DB) sessionPrimary(p *Replica) route {
 }
 
 // awaitCoverage waits up to the WithSessionWait bound for an eligible
-// replica to apply the session's position, reading the replicas'
-// positions directly every few milliseconds. It returns nil when none did.
+// replica to apply the session's position. While sessions wait, one poller
+// per replica reads its position every few milliseconds, however many
+// sessions wait; each new position wakes the waiters. It returns nil when
+// no replica caught up in time.
 func (db *DB) awaitCoverage(ctx context.Context, snap *snapshot, d *dialect, v *sessionView, tried *triedNodes) *Replica {
 	wait := db.cfg.sessionWait
 	if wait <= 0 {
@@ -524,31 +579,97 @@ func (db *DB) awaitCoverage(ctx context.Context, snap *snapshot, d *dialect, v *
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	const poll = 2 * time.Millisecond
-	for time.Now().Before(deadline) {
-		qctx, cancel := context.WithDeadline(ctx, deadline)
-		var wg sync.WaitGroup
-		for _, r := range snap.replicas {
-			if !tried.has(r) {
-				wg.Go(func() { db.refreshPosition(qctx, r) })
-			}
-		}
-		wg.Wait()
-		cancel()
+	until := monotime() + int64(time.Until(deadline))
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		changed := db.positionsChanged()
 		for _, r := range snap.replicas {
 			if !tried.has(r) && db.sessionCovers(r, d, v) {
 				return r
 			}
 		}
-		t := time.NewTimer(poll)
+		for _, r := range snap.replicas {
+			if !tried.has(r) {
+				db.pollPositions(r, until)
+			}
+		}
 		select {
-		case <-ctx.Done():
-			t.Stop()
+		case <-changed:
+		case <-timer.C:
 			return nil
-		case <-t.C:
+		case <-ctx.Done():
+			return nil
 		}
 	}
-	return nil
+}
+
+// positionPoll is how often a replica's position is read while sessions
+// wait for it.
+const positionPoll = 3 * time.Millisecond
+
+// positionsChanged returns a channel closed at the next change of a
+// cached node position.
+func (db *DB) positionsChanged() <-chan struct{} {
+	for {
+		if ch := db.posEvent.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		db.posEvent.CompareAndSwap(nil, &ch)
+	}
+}
+
+// notifyPositions wakes the sessions waiting for positions.
+func (db *DB) notifyPositions() {
+	if ch := db.posEvent.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
+
+// pollPositions has r's position read every positionPoll until monotime
+// until, by one goroutine per replica that stops when nobody waits any
+// more, or when the DB closes.
+func (db *DB) pollPositions(r *Replica, until int64) {
+	for {
+		old := r.pollUntil.Load()
+		if old >= until || r.pollUntil.CompareAndSwap(old, until) {
+			break
+		}
+	}
+	if !r.polling.CompareAndSwap(false, true) {
+		return
+	}
+	db.pollMu.Lock()
+	if db.pollStopped {
+		db.pollMu.Unlock()
+		r.polling.Store(false)
+		return
+	}
+	db.pollers.Add(1)
+	db.pollMu.Unlock()
+	go func() {
+		defer db.pollers.Done()
+		for {
+			for monotime() < r.pollUntil.Load() && db.health.ctx.Err() == nil {
+				ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
+				db.refreshPosition(ctx, r)
+				cancel()
+				t := time.NewTimer(positionPoll)
+				select {
+				case <-db.health.ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			r.polling.Store(false)
+			// A waiter may have extended the deadline after the check
+			// above but before polling was cleared.
+			if monotime() >= r.pollUntil.Load() || db.health.ctx.Err() != nil || !r.polling.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // refreshPosition reads a replica's applied position now and caches it,
@@ -573,6 +694,7 @@ func (db *DB) refreshPosition(ctx context.Context, r *Replica) {
 		np.epoch, np.epochKnown = old.epoch, old.epochKnown
 	}
 	r.pos.Store(np)
+	db.notifyPositions()
 }
 
 // primaryPosition reads the primary's current position and epoch.
@@ -627,7 +749,7 @@ func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (s
 	d := db.positions.Load()
 	if !d.hasPositions() && db.flavorKnown.Load() {
 		if o.session != nil {
-			o.session.markWrite()
+			o.session.markWrite(db)
 		}
 		if o.concern != nil {
 			return res, &WriteConcernError{Wanted: o.concern.Replicas, Err: errors.New("the dialect has no replication positions")}
@@ -638,7 +760,7 @@ func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (s
 	pos, ep, epKnown, err := db.primaryPosition(ctx, p)
 	if err != nil {
 		if o.session != nil {
-			o.session.markUnsure()
+			o.session.markUnsure(db)
 		}
 		if o.concern != nil {
 			return res, &WriteConcernError{Wanted: o.concern.Replicas, Err: fmt.Errorf("reading the primary's position: %w", err)}
@@ -658,8 +780,9 @@ func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (s
 }
 
 // markWrite records a write for the time-window fallback.
-func (s *Session) markWrite() {
+func (s *Session) markWrite(db *DB) {
 	s.mu.Lock()
+	s.learnKey(db)
 	s.writes++
 	s.lastWrite = time.Now()
 	s.mu.Unlock()
@@ -689,7 +812,7 @@ func (db *DB) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx)
 	}
 	if err := tx.Commit(); err != nil {
 		if o := optionsOf(ctx); o != nil && o.session != nil {
-			o.session.markUnsure() // the commit may have happened
+			o.session.markUnsure(db) // the commit may have happened
 		}
 		return err
 	}
