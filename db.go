@@ -52,7 +52,8 @@ type DB struct {
 	pollMu      sync.Mutex
 	pollStopped bool
 	pollers     sync.WaitGroup
-	hedgeTokens      hedgeTokens
+
+	hedgeTokens hedgeTokens
 
 	closed  atomic.Bool
 	closeMu sync.Mutex // serialises Close

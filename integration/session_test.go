@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -470,4 +472,77 @@ func TestSessionMonotonicReads(t *testing.T) {
 	}
 	back, onReplica, reads = measure(ctx)
 	t.Logf("without a session (eventual): %d reads, %d on replicas, %d went backwards", reads, onReplica, back)
+}
+
+// Tokens come back from clients: a DB with a key accepts only tokens
+// signed with it, and a DB without one rejects a position beyond the
+// primary's, so that a forged token cannot pin a session to the primary.
+func TestSessionTokensUntrusted(t *testing.T) {
+	ctx := ctxTimeout(t, time.Minute)
+	primaryPort, replicaPorts := ports(pgCluster)
+	k1, k2 := []byte("0123456789abcdef-first-key"), []byte("0123456789abcdef-other-key")
+	a := openPG(t, rwsplit.WithSessionKey(k1), rwsplit.WithHealthCheckInterval(fastInterval))
+	sameKey := openPG(t, rwsplit.WithSessionKey(k1), rwsplit.WithHealthCheckInterval(fastInterval))
+	otherKey := openPG(t, rwsplit.WithSessionKey(k2), rwsplit.WithHealthCheckInterval(fastInterval))
+	noKey := openPG(t, rwsplit.WithHealthCheckInterval(fastInterval))
+	for _, db := range []*rwsplit.DB{a, sameKey, otherKey, noKey} {
+		if _, ok := waitFor(10*time.Second, func() bool { return db.Stats().Eligible == 2 }); !ok {
+			t.Fatalf("replicas not eligible:\n%s", db.Stats())
+		}
+	}
+	if _, err := a.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS tokens (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	s := rwsplit.NewSession()
+	if _, err := a.ExecContext(rwsplit.WithSession(ctx, s), "INSERT INTO tokens VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	signed := s.Token()
+
+	readPortWith := func(db *rwsplit.DB, tok string) int {
+		t.Helper()
+		r, err := rwsplit.ResumeSession(tok)
+		if err != nil {
+			t.Fatalf("ResumeSession(%q): %v", tok, err)
+		}
+		var found, port int
+		if err := db.QueryRowContext(rwsplit.WithSession(ctx, r), "SELECT count(*)::int, inet_server_port() FROM tokens WHERE id = 1").Scan(&found, &port); err != nil {
+			t.Fatal(err)
+		}
+		return port
+	}
+
+	readPortWith(sameKey, signed)
+	if n := sameKey.Stats().TokensRejected; n != 0 {
+		t.Errorf("a token signed with the DB's key was rejected")
+	}
+	readPortWith(otherKey, signed)
+	if n := otherKey.Stats().TokensRejected; n != 1 {
+		t.Errorf("a token signed with another key: %d rejected, want 1", n)
+	}
+	unsigned := rwsplit.NewSession()
+	if _, err := noKey.ExecContext(rwsplit.WithSession(ctx, unsigned), "INSERT INTO tokens VALUES (2) ON CONFLICT DO NOTHING"); err != nil {
+		t.Fatal(err)
+	}
+	readPortWith(a, unsigned.Token())
+	if n := a.Stats().TokensRejected; n != 1 {
+		t.Errorf("an unsigned token on a DB with a key: %d rejected, want 1", n)
+	}
+
+	// A forged unsigned token: version 1, kind PostgreSQL, no flags, an
+	// LSN far beyond anything the primary has written.
+	forged := base64.RawURLEncoding.EncodeToString(binary.AppendUvarint([]byte{1, 1, 0}, 1<<60))
+	onReplica := 0
+	for range 20 {
+		port := readPortWith(noKey, forged)
+		if port != primaryPort && replicaPorts[port] != "" {
+			onReplica++
+		}
+	}
+	if n := noKey.Stats().TokensRejected; n != 20 {
+		t.Errorf("forged tokens rejected: %d of 20", n)
+	}
+	if onReplica != 20 {
+		t.Errorf("only %d of 20 reads with a forged token on replicas: it pinned reads to the primary", onReplica)
+	}
 }
