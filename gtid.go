@@ -1,6 +1,7 @@
 package rwsplit
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -245,4 +246,30 @@ func mysqlSetCovers(have, need map[string][]gtidInterval) bool {
 		}
 	}
 	return true
+}
+
+// formatMySQLGTIDSet writes a parsed GTID set in MySQL's text form, sources
+// sorted.
+func formatMySQLGTIDSet(set map[string][]gtidInterval) string {
+	sources := make([]string, 0, len(set))
+	for s := range set {
+		sources = append(sources, s)
+	}
+	slices.Sort(sources)
+	var b strings.Builder
+	for i, s := range sources {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s)
+		for _, iv := range set[s] {
+			b.WriteByte(':')
+			b.WriteString(strconv.FormatUint(iv.lo, 10))
+			if iv.hi != iv.lo {
+				b.WriteByte('-')
+				b.WriteString(strconv.FormatUint(iv.hi, 10))
+			}
+		}
+	}
+	return b.String()
 }

@@ -377,9 +377,9 @@ func mergePosition(d *dialect, a, b position) position {
 				out = append(out, b.maria[j])
 				j++
 			default:
-				g := a.maria[i]
-				if b.maria[j].seq > g.seq {
-					g = b.maria[j]
+				g := b.maria[j] // the newer, on a tie of servers
+				if a.maria[i].seq > g.seq {
+					g = a.maria[i]
 				}
 				out = append(out, g)
 				i++
@@ -398,11 +398,16 @@ func mergePosition(d *dialect, a, b position) position {
 		if mysqlSetCovers(b.mysql, a.mysql) {
 			return b
 		}
-		text := a.gtid + "," + b.gtid
-		if p, ok := newPosition(d, text); ok {
-			return p
+		union := make(map[string][]gtidInterval, len(a.mysql)+len(b.mysql))
+		for _, set := range []map[string][]gtidInterval{a.mysql, b.mysql} {
+			for source, ivs := range set {
+				union[source] = append(union[source], ivs...)
+			}
 		}
-		return b
+		for source, ivs := range union {
+			union[source] = mergeIntervals(ivs)
+		}
+		return position{gtid: formatMySQLGTIDSet(union), mysql: union}
 	}
 	return b
 }

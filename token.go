@@ -40,6 +40,7 @@ const (
 	macSize      = 16
 	maxTokenText = 8192 // characters of a token accepted by ResumeSession
 	maxGTIDText  = 4096
+	maxEpochID   = 64
 )
 
 var macContext = []byte("rwsplit session v1")
@@ -104,8 +105,14 @@ func (s *Session) Token() string {
 	if s.pending > 0 || s.resolve || s.rebase {
 		b[2] |= flagUnsure
 	}
+	tooBig := s.hasNeed && (len(s.need.gtid) > maxGTIDText || len(s.ep.id) > maxEpochID)
+	if tooBig {
+		// A GTID set too long for a cookie: the receiver reads the
+		// primary's position at its first read instead.
+		b[2] |= flagUnsure
+	}
 	switch {
-	case s.hasNeed && s.kind.hasPositions():
+	case s.hasNeed && s.kind.hasPositions() && !tooBig:
 		b[1] = kindOf(s.kind)
 		if s.epKnown {
 			b[2] |= flagEpoch
@@ -148,7 +155,7 @@ func ResumeSession(token string) (*Session, error) {
 	if len(token) > maxTokenText {
 		return nil, badToken("%d characters, more than %d", len(token), maxTokenText)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return nil, badToken("not URL-safe base64")
 	}
@@ -177,7 +184,7 @@ func ResumeSession(token string) (*Session, error) {
 			return nil, badToken("an epoch without a position")
 		}
 		s.ep.n = r.uvarint()
-		s.ep.id = string(r.bytes(64))
+		s.ep.id = string(r.bytes(maxEpochID))
 		s.epKnown = true
 	}
 	switch kind {
