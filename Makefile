@@ -15,8 +15,10 @@ vet:
 unit:
 	$(GO) test $(TESTFLAGS) ./...
 
+# The chaos test runs 30s here (RWSPLIT_CHAOS_DURATION); `make chaos` runs
+# it alone for 60s, verbosely.
 integration: deps
-	cd integration && $(GO) test $(TESTFLAGS) -timeout 20m ./...
+	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -timeout 20m ./...
 
 examples:
 	cd examples && $(GO) build -o /dev/null ./...
@@ -30,11 +32,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd integration && $(GO) test -run '^$$' -bench . -benchmem ./...
 
-# The chaos test (60s: crashes, freezes and restarts replicas under load) is
-# not part of `make test` yet: in about one run in three a read or a few of
-# some 55,000 still hit their deadline. See BENCHMARKS.md.
+# The chaos test alone, 60s (crashes, freezes and restarts replicas under
+# load), with its report. See BENCHMARKS.md.
 chaos: deps
-	cd integration && $(GO) test -race -count=1 -tags chaos -run TestChaos -v -timeout 10m ./...
+	cd integration && $(GO) test -race -count=1 -run TestChaos -v -timeout 10m ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 60s ./internal/sqlclass/
