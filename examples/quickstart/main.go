@@ -28,6 +28,10 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testcluster"
 )
 
+// lag is how far behind the local cluster's replicas replay, so that
+// read-your-writes has something to do.
+const lag = 500 * time.Millisecond
+
 func main() {
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -47,9 +51,9 @@ func run(ctx context.Context) error {
 		replicaDSNs = strings.Split(r, ",")
 	}
 	if primaryDSN == "" {
-		fmt.Println("Starting a local PostgreSQL primary with 2 streaming replicas...")
+		fmt.Println("Starting a local PostgreSQL primary with 2 streaming replicas, replaying 500ms behind...")
 		start := time.Now()
-		c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2})
+		c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{lag, lag}})
 		if err != nil {
 			return err
 		}
@@ -76,10 +80,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	d := demo{db: db, whoami: "SELECT inet_server_port()", table: "CREATE TABLE IF NOT EXISTS quickstart (id serial PRIMARY KEY, name text)"}
+	d := demo{db: db, whoami: "SELECT inet_server_port()", table: "CREATE TABLE IF NOT EXISTS quickstart (id serial PRIMARY KEY, name text)",
+		insert: "INSERT INTO quickstart (name) VALUES ($1) RETURNING id", byID: "SELECT name, inet_server_port() FROM quickstart WHERE id = $1"}
 	if driver == "mysql" {
 		d.whoami = "SELECT @@port"
 		d.table = "CREATE TABLE IF NOT EXISTS quickstart (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT)"
+		d.insert = "INSERT INTO quickstart (name) VALUES (?) RETURNING id"
+		d.byID = "SELECT name, @@port FROM quickstart WHERE id = ?"
 	}
 	return d.run(ctx)
 }
@@ -88,6 +95,8 @@ type demo struct {
 	db     *rwsplit.DB
 	whoami string // asks the server for its port
 	table  string
+	insert string // a name; returns the new id
+	byID   string // the name and server port of one id
 }
 
 func (d demo) run(ctx context.Context) error {
@@ -96,9 +105,13 @@ func (d demo) run(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("\n1. Writes go to the primary")
-	if _, err := db.ExecContext(ctx, d.table); err != nil {
+	// A write concern: the table is on every replica when Exec returns.
+	all := rwsplit.WithWriteConcern(ctx, rwsplit.WriteConcern{Replicas: rwsplit.AllReplicas, Timeout: 30 * time.Second})
+	start := time.Now()
+	if _, err := db.ExecContext(all, d.table); err != nil {
 		return err
 	}
+	fmt.Printf("   Exec  CREATE TABLE, write concern: all replicas    -> primary; every replica had it after %v\n", time.Since(start).Round(time.Millisecond))
 	res, err := db.ExecContext(ctx, "INSERT INTO quickstart (name) VALUES ('ada'), ('grace')")
 	if err != nil {
 		return err
@@ -142,9 +155,69 @@ func (d demo) run(ctx context.Context) error {
 	fmt.Println("\n5. WithPrimary(ctx) sends a read to the primary")
 	d.show(rwsplit.WithPrimary(ctx), "   Query SELECT <server port> with WithPrimary       ", d.whoami)
 
-	fmt.Println("\n6. db.Stats()")
+	if err := d.readYourWrites(ctx); err != nil {
+		return err
+	}
+
+	fmt.Println("\n7. db.Stats()")
 	fmt.Print(indent(db.Stats().String(), "   "))
 	return nil
+}
+
+// readYourWrites shows a session reading its own writes from lagging
+// replicas, and a token carrying the session to another request.
+func (d demo) readYourWrites(ctx context.Context) error {
+	db := d.db
+	fmt.Println("\n6. Read-your-writes: a Session sees its own writes, replicas lagging")
+	var id int64
+	if err := db.QueryRowContext(ctx, d.insert, "no session").Scan(&id); err != nil {
+		return err
+	}
+	fmt.Printf("   without a session: insert row %d, read it at once       -> %s\n", id, d.lookup(ctx, id))
+
+	s := rwsplit.NewSession()
+	sctx := rwsplit.WithSession(ctx, s)
+	if err := db.RunInTx(sctx, nil, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(sctx, d.insert, "with a session").Scan(&id)
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("   with a session: insert row %d (RunInTx), read it at once -> %s\n", id, d.lookup(sctx, id))
+	fmt.Printf("   ... %v later, when the replicas have replayed it        -> ", 2*lag)
+	time.Sleep(2 * lag)
+	fmt.Println(d.lookup(sctx, id))
+	token := s.Token()
+	resumed, err := rwsplit.ResumeSession(token)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(sctx, "UPDATE quickstart SET name = 'renamed' WHERE id = 1"); err != nil {
+		return err
+	}
+	token = s.Token()
+	if resumed, err = rwsplit.ResumeSession(token); err != nil {
+		return err
+	}
+	var name, port string
+	if err := db.QueryRowContext(rwsplit.WithSession(ctx, resumed), "SELECT name, "+strings.TrimPrefix(d.whoami, "SELECT ")+" FROM quickstart WHERE id = 1").Scan(&name, &port); err != nil {
+		return err
+	}
+	fmt.Printf("   token %q (%d chars) carried to another request:\n", token, len(token))
+	fmt.Printf("     after an UPDATE, the resumed session reads name = %q  -> %s\n", name, d.node(port))
+	return nil
+}
+
+// lookup reads row id and says whether it was found, and where.
+func (d demo) lookup(ctx context.Context, id int64) string {
+	var name, port string
+	err := d.db.QueryRowContext(ctx, d.byID, id).Scan(&name, &port)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "NOT FOUND (a replica that has not replayed it yet)"
+	case err != nil:
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("found, on %s", d.node(port))
 }
 
 // show runs a query returning the serving server's port and prints which
