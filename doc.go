@@ -78,6 +78,20 @@
 // [Picker] over a snapshot of the eligible replicas; [Replica] exposes the
 // accounting it may weigh.
 //
+// # Read-your-writes
+//
+// A [Session] attached with [WithSession] reads its own writes and never
+// reads older data than it read before, while being served by replicas as
+// soon as they have applied its writes: rwsplit records the primary's
+// replication position after each write (one round trip) and compares it
+// with each replica's, as the health probes read it. [Session.Token] and
+// [ResumeSession] carry a session across requests and processes,
+// [DB.SessionMiddleware] does so for net/http, and [DB.RunInTx] writes in a
+// transaction with the position recorded at commit. [WithConsistency]
+// chooses per call between [Strong], [ReadYourWrites], [BoundedStaleness]
+// and [Eventual]; [WithWriteConcern] makes a write wait until replicas have
+// applied it.
+//
 // # Dialects
 //
 // rwsplit takes *sql.DB handles, so any database/sql driver routes. The
