@@ -545,4 +545,24 @@ func TestSessionTokensUntrusted(t *testing.T) {
 	if onReplica != 20 {
 		t.Errorf("only %d of 20 reads with a forged token on replicas: it pinned reads to the primary", onReplica)
 	}
+
+	// A token from another epoch (timeline 99: from before a failover,
+	// say) is not trusted as it is: the session re-reads the current
+	// primary's position once, and is neither rejected nor stale.
+	if _, ok := waitFor(5*time.Second, func() bool { return noKey.Stats().Nodes[0].Epoch != "" }); !ok {
+		t.Fatalf("the primary's timeline is unknown:\n%s", noKey.Stats())
+	}
+	b := binary.AppendUvarint([]byte{1, 1, 2}, 99) // version, PostgreSQL, epoch follows
+	b = binary.AppendUvarint(b, 0)                 // no epoch id
+	b = binary.AppendUvarint(b, 1)                 // LSN 0/1
+	oldEpoch := base64.RawURLEncoding.EncodeToString(b)
+	rejected, positions := noKey.Stats().TokensRejected, noKey.Stats().PositionReads
+	readPortWith(noKey, oldEpoch)
+	st := noKey.Stats()
+	if st.TokensRejected != rejected {
+		t.Errorf("a token of another epoch was rejected")
+	}
+	if st.PositionReads == positions {
+		t.Errorf("a token of another epoch was trusted without reading the primary's position")
+	}
 }
