@@ -40,6 +40,7 @@ type Replica struct {
 	pos           atomic.Pointer[nodePosition] // the last probe's position; nil before one
 	pollUntil     atomic.Int64                 // monotime until which sessions wait for its position
 	polling       atomic.Bool                  // a poller reads its position
+	fenced        atomic.Bool                  // takes writes on an old timeline: never used
 
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).

@@ -55,6 +55,17 @@ type DB struct {
 
 	hedgeTokens hedgeTokens
 
+	// Failover (see discoverRoles).
+	maxTimeline    uint64                // highest PostgreSQL timeline seen on a writable node (health goroutine only)
+	writeBlock     atomic.Pointer[error] // why writes are refused (split brain); nil: accepted
+	primaryChanges atomic.Uint64         // primary changes followed
+	fencings       atomic.Uint64         // nodes fenced for taking writes on an old timeline
+	splitBrains    atomic.Uint64         // times several writable nodes were seen
+	changedAt      atomic.Int64          // monotime of the last primary change
+	troubleAt      atomic.Int64          // monotime the primary was last seen in trouble; 0 none
+	lastOutage     atomic.Int64          // ns from trouble to the first write after the last change
+	awaitingWrite  atomic.Bool           // a primary change waits for its first successful write
+
 	closed  atomic.Bool
 	closeMu sync.Mutex // serialises Close
 }
@@ -152,6 +163,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 		}
 		if i == 0 {
 			r.role.Store(int32(RolePrimary))
+			r.probedPrimary.Store(true) // until a probe says otherwise
 		} else if w, ok := cfg.policy.(*weighted); ok {
 			r.weight = w.weights[i-1]
 		}
@@ -263,12 +275,16 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 	read := db.classes.isRead(db.dialect.class, query)
 	o := optionsOf(ctx)
 	if !read {
+		p, err := db.writer(ctx)
+		if err != nil {
+			return route{}, err
+		}
 		if o != nil && o.session != nil {
 			// A writing query commits after its rows are read, out of
 			// sight: the session is pending until ctx is done.
 			o.session.beginPending(db, ctx)
 		}
-		return route{r: db.primary.Load()}, nil
+		return route{r: p}, nil
 	}
 	if o == nil {
 		return db.routeReplica(ctx, query, nil)
@@ -548,14 +564,19 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	r := db.primary.Load()
+	r, err := db.writer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c := r.begin()
 	res, err := r.db.ExecContext(ctx, query, args...)
 	r.end(ctx, c, err)
 	if err != nil {
+		db.writeFailed(ctx, err)
 		return nil, db.closedErr(err)
 	}
 	r.count(c.shard, false)
+	db.wrote()
 	if o := optionsOf(ctx); o != nil && (o.session != nil || o.concern != nil) {
 		return db.afterWrite(ctx, o, res)
 	}
@@ -568,10 +589,14 @@ func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
+	p, err := db.writer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if o := optionsOf(ctx); o != nil && o.session != nil {
 		o.session.beginPending(db, ctx)
 	}
-	stmt, err := db.primary.Load().db.PrepareContext(ctx, query)
+	stmt, err := p.db.PrepareContext(ctx, query)
 	return stmt, db.closedErr(err)
 }
 
@@ -593,20 +618,30 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	rt := route{r: db.primary.Load()}
+	var rt route
 	o := optionsOf(ctx)
-	if opts != nil && opts.ReadOnly && opts.Isolation != sql.LevelSerializable {
+	if opts != nil && opts.ReadOnly {
 		var err error
-		if o != nil {
+		switch {
+		case opts.Isolation == sql.LevelSerializable:
+			rt = route{r: db.primary.Load()}
+		case o != nil:
 			rt, err = db.routeWith(ctx, o, "", nil)
-		} else {
+		default:
 			rt, err = db.routeReplica(ctx, "", nil)
 		}
 		if err != nil {
 			return nil, db.refused(err)
 		}
-	} else if pending && o != nil && o.session != nil {
-		o.session.beginPending(db, ctx)
+	} else {
+		p, err := db.writer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rt = route{r: p}
+		if pending && o != nil && o.session != nil {
+			o.session.beginPending(db, ctx)
+		}
 	}
 	var tried triedNodes
 	for {
@@ -632,10 +667,14 @@ func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
+	p, err := db.writer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if o := optionsOf(ctx); o != nil && o.session != nil {
 		o.session.beginPending(db, ctx)
 	}
-	c, err := db.primary.Load().db.Conn(ctx)
+	c, err := p.db.Conn(ctx)
 	return c, db.closedErr(err)
 }
 

@@ -66,9 +66,10 @@ func driverDialect(d driver.Driver) *dialect {
 
 // probeResult is what one health probe learned of a node.
 type probeResult struct {
-	at      int64 // monotime the probe was sent
-	err     error
-	primary bool // the node says it takes writes
+	at        int64 // monotime the probe was sent
+	err       error
+	primary   bool // the node says it takes writes
+	roleKnown bool // primary comes from the node itself, not a guess
 
 	// pos is the node's position in the primary's history: on a PostgreSQL
 	// primary its current WAL LSN, on a standby its replay LSN; for MySQL
@@ -200,7 +201,7 @@ func probePostgres(ctx context.Context, db *sql.DB) probeResult {
 	if err := db.QueryRowContext(ctx, pgProbe).Scan(&inRecovery, &lsn, &age, &tli); err != nil {
 		return probeResult{err: err}
 	}
-	res := probeResult{primary: !inRecovery}
+	res := probeResult{primary: !inRecovery, roleKnown: true}
 	if lsn.Valid {
 		if v, ok := parseLSN(lsn.String); ok {
 			res.pos, res.posKnown = position{lsn: v}, true
@@ -255,7 +256,7 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 			return probeResult{err: err}
 		}
 	}
-	res := probeResult{primary: !readOnly}
+	res := probeResult{primary: !readOnly, roleKnown: true}
 	d := dialectMySQL
 	if mariadb {
 		d = dialectMariaDB

@@ -21,6 +21,11 @@ var (
 	// node is known to be the primary.
 	ErrNoPrimary = errors.New("rwsplit: no primary available")
 
+	// ErrSplitBrain is returned, wrapped with the nodes' names, for a write while more than one node takes writes and none can be
+	// told to be the primary (the same PostgreSQL timeline, or
+	// MySQL/MariaDB): writes are refused until one steps down.
+	ErrSplitBrain = errors.New("rwsplit: more than one node takes writes; writes refused until one steps down")
+
 	// ErrNoReplica is returned for a read when no replica is eligible and
 	// the reads already sent to the primary for that reason reach the
 	// limit set by [WithFallbackLimit].

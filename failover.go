@@ -2,8 +2,10 @@ package rwsplit
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +118,7 @@ func (db *DB) probeRound() {
 	if db.health.ctx.Err() != nil {
 		return
 	}
+	db.discoverRoles(results)
 	now := monotime()
 	primary := db.primary.Load()
 	var primaryPos *position
@@ -176,6 +179,9 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 
 // applyPosition records a node's reported role and, for a replica, its lag.
 func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, now int64) {
+	if !res.roleKnown {
+		res.primary = r.Role() == RolePrimary // no word from the node: as configured or discovered
+	}
 	if r.probedPrimary.Swap(res.primary) != res.primary && r.Role() == RoleReplica && res.primary {
 		db.log.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
 	}
@@ -334,7 +340,7 @@ func (db *DB) setTracking(eligible []*Replica) {
 
 // eligible reports whether reads may go to r.
 func (db *DB) eligible(r *Replica) bool {
-	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() {
+	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() {
 		return false
 	}
 	if db.cfg.maxLag > 0 {
@@ -364,4 +370,202 @@ func errorText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// Role discovery and fencing. With a dialect that reports roles, the nodes
+// are a set whose roles can change: each round, the node that says it
+// takes writes (PostgreSQL: not in recovery; MySQL/MariaDB: read_only off
+// and replicating from nobody) is the primary. Epochs only move forward:
+// on PostgreSQL a writable node on a lower timeline than the highest seen
+// is fenced (never written to, not read from); two writable nodes that
+// cannot be told apart (the same timeline, or MySQL/MariaDB, which has no
+// timeline) make writes fail with ErrSplitBrain until one steps down. With
+// the generic dialect the configured primary stays the primary.
+
+// discoverRoles applies the nodes' reported roles (health goroutine only).
+func (db *DB) discoverRoles(results []probeResult) {
+	d := db.positions.Load()
+	if !d.hasPositions() {
+		return
+	}
+	cur := db.primary.Load()
+	var writable []int
+	for i, res := range results {
+		if res.err != nil || !res.roleKnown {
+			if db.nodes[i] == cur {
+				db.primaryTrouble()
+			}
+			continue
+		}
+		r := db.nodes[i]
+		if res.primary {
+			writable = append(writable, i)
+		} else if r.fenced.Swap(false) {
+			db.log.Info("rwsplit: fenced node is a replica now", "node", r.name)
+		}
+	}
+	top := writable
+	if d == dialectPostgres {
+		for _, i := range writable {
+			if e := results[i].epoch; results[i].epochKnown && e.n > db.maxTimeline {
+				db.maxTimeline = e.n
+			}
+		}
+		top = top[:0:0]
+		for _, i := range writable {
+			r := db.nodes[i]
+			if results[i].epochKnown && results[i].epoch.n < db.maxTimeline {
+				if !r.fenced.Swap(true) {
+					db.fencings.Add(1)
+					db.log.Error("rwsplit: node takes writes on an old timeline; fenced: no writes or reads go to it",
+						"node", r.name, "timeline", results[i].epoch.n, "highest", db.maxTimeline)
+				}
+				continue
+			}
+			top = append(top, i)
+		}
+	}
+	switch len(top) {
+	case 0:
+		db.setWriteBlock(nil, "")
+		if cur.fenced.Load() {
+			db.primaryTrouble()
+		}
+	case 1:
+		db.setWriteBlock(nil, "")
+		if n := db.nodes[top[0]]; n != cur {
+			db.switchPrimary(cur, n)
+		}
+	default:
+		names := make([]string, len(top))
+		for k, i := range top {
+			names[k] = db.nodes[i].name
+		}
+		reason := strings.Join(names, ", ")
+		db.setWriteBlock(fmt.Errorf("%w: %s", ErrSplitBrain, reason), reason)
+	}
+	// Former primaries that now follow: replicas.
+	p := db.primary.Load()
+	for i, r := range db.nodes {
+		if r != p && r.Role() == RolePrimary && results[i].err == nil && results[i].roleKnown && !results[i].primary {
+			r.role.Store(int32(RoleReplica))
+		}
+	}
+}
+
+// setWriteBlock refuses writes with err (nil: accept them) and logs the
+// change.
+func (db *DB) setWriteBlock(err error, nodes string) {
+	old := db.writeBlock.Load()
+	if err == nil {
+		if old != nil {
+			db.writeBlock.Store(nil)
+			db.log.Info("rwsplit: one writable node again; writes accepted")
+		}
+		return
+	}
+	if old == nil {
+		db.splitBrains.Add(1)
+		db.log.Error("rwsplit: several nodes take writes and none can be told to be the primary; writes refused until one steps down", "nodes", nodes)
+		db.primaryTrouble()
+	}
+	db.writeBlock.Store(&err)
+}
+
+// switchPrimary makes n the primary in place of old.
+func (db *DB) switchPrimary(old, n *Replica) {
+	now := monotime()
+	n.role.Store(int32(RolePrimary))
+	n.rampStart.Store(0)
+	old.role.Store(int32(RoleReplica))
+	db.primary.Store(n)
+	db.primaryChanges.Add(1)
+	db.changedAt.Store(now)
+	db.troubleAt.CompareAndSwap(0, now)
+	db.awaitingWrite.Store(true)
+	db.log.Info("rwsplit: primary changed", "from", old.name, "to", n.name)
+	db.rebuild()
+	db.setTracking(db.snap.Load().replicas)
+}
+
+// primaryTrouble starts the fast probe cadence after a sign that the
+// primary is gone or no longer writable, and notes when it was seen.
+func (db *DB) primaryTrouble() {
+	now := monotime()
+	db.troubleAt.CompareAndSwap(0, now)
+	until := now + int64(failoverFastPeriod)
+	if db.health.fastUntil.Swap(until) < now {
+		select {
+		case db.health.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// failoverFastPeriod is how long the health loop probes at its fast
+// cadence after a sign of primary trouble.
+const failoverFastPeriod = 10 * time.Second
+
+// writer returns the node a write may go to: the primary, when it is up,
+// writable as far as the probes know, not fenced and alone. Otherwise it
+// fails at once with ErrNoPrimary (or ErrSplitBrain), or waits for a
+// primary up to the WithPrimaryWait bound.
+func (db *DB) writer(ctx context.Context) (*Replica, error) {
+	p, err := db.writable()
+	if err == nil || db.cfg.primaryWait <= 0 {
+		if err != nil {
+			db.primaryTrouble()
+		}
+		return p, err
+	}
+	db.primaryTrouble()
+	deadline := time.NewTimer(db.cfg.primaryWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return nil, err
+		case <-tick.C:
+			if p, err = db.writable(); err == nil {
+				return p, nil
+			}
+		}
+	}
+}
+
+func (db *DB) writable() (*Replica, error) {
+	if e := db.writeBlock.Load(); e != nil {
+		return nil, *e
+	}
+	p := db.primary.Load()
+	if p.fenced.Load() || !p.healthy.Load() || !p.probedPrimary.Load() {
+		return nil, ErrNoPrimary
+	}
+	return p, nil
+}
+
+// wrote notes a successful write: the first after a primary change ends
+// the write outage, which Stats reports.
+func (db *DB) wrote() {
+	if db.awaitingWrite.Load() && db.awaitingWrite.CompareAndSwap(true, false) {
+		if t := db.troubleAt.Swap(0); t != 0 {
+			db.lastOutage.Store(monotime() - t)
+		}
+	}
+}
+
+// writeFailed reacts to a failed write: a connection failure or a "read
+// only" refusal (the node was demoted) triggers an out-of-band probe of
+// every node and the fast cadence.
+func (db *DB) writeFailed(ctx context.Context, err error) {
+	if isCallerDone(ctx, err) {
+		return
+	}
+	if isReadOnlyRejection(err) || isNodeFault(ctx, err) {
+		db.primaryTrouble()
+	}
 }

@@ -36,6 +36,7 @@ type config struct {
 	sessionKey    []byte        // signs session tokens; nil: unsigned
 	sessionWindow time.Duration // read-your-writes window without positions
 	sessionWait   time.Duration // how long a session read waits for a replica
+	primaryWait   time.Duration // how long a write waits for a primary; 0 fails at once
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -228,6 +229,14 @@ func WithSessionWait(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.sessionWait = d })
 }
 
+// WithPrimaryWait lets a write that finds no primary (it stopped answering,
+// it was fenced, or several nodes take writes) wait up to d for one, as
+// during a failover, instead of failing at once with [ErrNoPrimary]. The
+// default, 0, fails at once.
+func WithPrimaryWait(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.primaryWait = d })
+}
+
 func (c *config) validate(nodes int) error {
 	switch {
 	case c.interval < 0:
@@ -244,6 +253,8 @@ func (c *config) validate(nodes int) error {
 		return fmt.Errorf("WithSessionKey: key of %d bytes; want at least 16 (32 random bytes recommended)", len(c.sessionKey))
 	case c.sessionWindow < 0:
 		return fmt.Errorf("WithSessionWindow: negative window %s", c.sessionWindow)
+	case c.primaryWait < 0:
+		return fmt.Errorf("WithPrimaryWait: negative wait %s", c.primaryWait)
 	case c.sessionWait < 0:
 		return fmt.Errorf("WithSessionWait: negative wait %s", c.sessionWait)
 	}

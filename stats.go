@@ -22,6 +22,17 @@ type Stats struct {
 	// primary, round trips made to read positions (after session writes,
 	// for pending sessions, write concerns and session waits), and
 	// resumed tokens not accepted.
+	// Failover: primary changes followed, nodes fenced (writable on an
+	// old timeline), times several writable nodes were seen (writes
+	// refused), why writes are refused now (empty when they are not), and
+	// the last write outage: from the first sign of trouble with the old
+	// primary to the first successful write on the new one.
+	PrimaryChanges  uint64
+	Fencings        uint64
+	SplitBrains     uint64
+	WritesRefused   string
+	LastWriteOutage time.Duration
+
 	SessionReplicaReads uint64
 	SessionPrimaryReads uint64
 	PositionReads       uint64
@@ -34,6 +45,7 @@ type NodeStats struct {
 	Name     string        // host:port or the given name; never a DSN or password
 	Role     Role          // current role
 	Up       bool          // in rotation: not taken out by failures
+	Fenced   bool          // takes writes on an old timeline: neither written to nor read from
 	Eligible bool          // reads may go to it now (a replica that is up, within the lag bound)
 	InFlight int64         // calls sent and not answered yet
 	Latency  time.Duration // latency estimate (see Replica.Latency); 0 before the first answer
@@ -79,10 +91,18 @@ func (db *DB) Stats() Stats {
 		Fallbacks:        db.fallbacks.Load(),
 		FallbackRejected: db.fallbackRejected.Load(),
 
+		PrimaryChanges:  db.primaryChanges.Load(),
+		Fencings:        db.fencings.Load(),
+		SplitBrains:     db.splitBrains.Load(),
+		LastWriteOutage: time.Duration(db.lastOutage.Load()),
+
 		SessionReplicaReads: db.sessionReplicaReads.Load(),
 		SessionPrimaryReads: db.sessionPrimaryReads.Load(),
 		PositionReads:       db.positionReads.Load(),
 		TokensRejected:      db.tokensRejected.Load(),
+	}
+	if e := db.writeBlock.Load(); e != nil {
+		s.WritesRefused = (*e).Error()
 	}
 	for _, r := range db.nodes {
 		lastErr, _ := r.lastErr.Load().(string)
@@ -91,6 +111,7 @@ func (db *DB) Stats() Stats {
 			Name:            r.name,
 			Role:            r.Role(),
 			Up:              r.healthy.Load(),
+			Fenced:          r.fenced.Load(),
 			InFlight:        r.InFlight(),
 			Latency:         r.Latency(),
 			Lag:             time.Duration(lag),
@@ -148,6 +169,14 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "dialect %s, policy %s, %d replicas eligible, %d fallback reads (%d refused)\n",
 		s.Dialect, s.Policy, s.Eligible, s.Fallbacks, s.FallbackRejected)
+	if s.PrimaryChanges+s.Fencings+s.SplitBrains > 0 || s.WritesRefused != "" {
+		fmt.Fprintf(&b, "failover: %d primary changes (last write outage %v), %d fenced, %d split brains",
+			s.PrimaryChanges, s.LastWriteOutage.Round(time.Millisecond), s.Fencings, s.SplitBrains)
+		if s.WritesRefused != "" {
+			fmt.Fprintf(&b, "; writes refused: %s", s.WritesRefused)
+		}
+		b.WriteString("\n")
+	}
 	if s.SessionReplicaReads+s.SessionPrimaryReads+s.PositionReads+s.TokensRejected > 0 {
 		fmt.Fprintf(&b, "sessions: %d reads on replicas, %d on the primary, %d position reads, %d tokens rejected\n",
 			s.SessionReplicaReads, s.SessionPrimaryReads, s.PositionReads, s.TokensRejected)
@@ -157,6 +186,8 @@ func (s Stats) String() string {
 	for _, n := range s.Nodes {
 		state := "down"
 		switch {
+		case n.Fenced:
+			state = "fenced"
 		case n.Eligible:
 			state = "eligible"
 		case n.Up:
