@@ -146,6 +146,21 @@ func runFailover(t *testing.T, kind testcluster.Kind) {
 		t.Fatal(err)
 	}
 	pause.Store(false)
+	// Until a replica is promoted there is no primary: writes fail fast
+	// with ErrNoPrimary once the crash is noticed.
+	var noPrimaryIn time.Duration
+	if _, ok := waitFor(5*time.Second, func() bool {
+		start := time.Now()
+		_, err := db.ExecContext(ctx, q.insert, sessionIDs.Add(1), "x")
+		noPrimaryIn = time.Since(start)
+		return errors.Is(err, rwsplit.ErrNoPrimary)
+	}); !ok {
+		t.Fatalf("writes with the primary down do not fail with ErrNoPrimary: %v", lastWriteErr)
+	}
+	t.Logf("primary down: ErrNoPrimary after %v, the failing call took %v", time.Since(crashAt).Round(time.Millisecond), noPrimaryIn)
+	if noPrimaryIn > 100*time.Millisecond {
+		t.Errorf("a write with no primary took %v to fail", noPrimaryIn)
+	}
 	before := ackedCount()
 	if err := promoted.Promote(ctx); err != nil {
 		t.Fatalf("promote: %v", err)

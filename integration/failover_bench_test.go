@@ -1,0 +1,155 @@
+package integration
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testcluster"
+)
+
+// BenchmarkFailover measures a failover followed by rwsplit: a writer
+// writes every 2 ms through one handle; the primary is crashed and a
+// replica promoted at once by the benchmark (an external promotion, as
+// Patroni or an operator would make it). Per server and health interval:
+//   - detection: crash → the first write refused with ErrNoPrimary;
+//   - promote: the server gone (Crash returned) → the promotion returned (pg_promote waits until the
+//     node is out of recovery; MariaDB's statements run one after another);
+//   - switch: promotion returned → rwsplit's primary is the promoted node
+//     (0 when rwsplit had switched before the promotion call returned);
+//   - outage: crash → the first write begun after the crash acknowledged;
+//   - lost: acknowledged writes missing on the new primary (replication
+//     is asynchronous and the writer never pauses).
+//
+// Each case starts its own cluster. Run it with -benchtime=1x:
+//
+//	go test -run '^$' -bench Failover -benchtime=1x -timeout 10m ./...
+func BenchmarkFailover(b *testing.B) {
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-9s %-9s %10s %10s %10s %10s %6s %6s\n", "SERVER", "INTERVAL", "DETECTION", "PROMOTE", "SWITCH", "OUTAGE", "ACKED", "LOST")
+	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+		for _, interval := range []time.Duration{time.Second, 200 * time.Millisecond} {
+			b.Run(fmt.Sprintf("%s/interval=%v", kind, interval), func(b *testing.B) {
+				r := failoverRun(b, kind, interval)
+				b.ReportMetric(float64(r.detection)/1e6, "detection-ms")
+				b.ReportMetric(float64(r.switched)/1e6, "switch-ms")
+				b.ReportMetric(float64(r.outage)/1e6, "outage-ms")
+				b.ReportMetric(float64(r.lost), "lost")
+				fmt.Fprintf(&table, "%-9s %-9v %10v %10v %10v %10v %6d %6d\n", kind, interval,
+					r.detection.Round(time.Millisecond), r.promote.Round(time.Millisecond), r.switched.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.acked, r.lost)
+			})
+		}
+	}
+	fmt.Printf("failover (external promotion):\n%s", table.String())
+}
+
+type failoverFigures struct {
+	detection, promote, switched, outage time.Duration
+	acked, lost                          int
+}
+
+func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) failoverFigures {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, kind, testcluster.Options{Replicas: 2})
+	if err != nil {
+		b.Fatalf("starting a cluster: %v", err)
+	}
+	defer c.Close()
+	q := pgSessionSQL
+	if kind == testcluster.MariaDB {
+		q = mariaSessionSQL
+	}
+	db := openClusterB(b, c, rwsplit.WithHealthCheckInterval(interval))
+	if _, err := db.ExecContext(ctx, q.create); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.WaitCaughtUp(ctx, c.Primary()); err != nil {
+		b.Fatal(err)
+	}
+	type write struct {
+		id        int64
+		start, at time.Time
+		err       error
+	}
+	var mu sync.Mutex
+	var log []write
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id := sessionIDs.Add(1)
+			start := time.Now()
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := db.ExecContext(wctx, q.insert, id, fmt.Sprint("v", id))
+			cancel()
+			mu.Lock()
+			log = append(log, write{id, start, time.Now(), err})
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	time.Sleep(time.Second)
+	promoted := c.Replicas()[0]
+	if err := c.Primary().Crash(); err != nil {
+		b.Fatal(err)
+	}
+	crashAt := time.Now() // Crash returns once the server is gone and its port closed
+	if err := promoted.Promote(ctx); err != nil {
+		b.Fatal(err)
+	}
+	promotedAt := time.Now()
+	var f failoverFigures
+	if _, ok := waitFor(20*time.Second, func() bool { return db.Stats().PrimaryChanges == 1 }); !ok {
+		b.Fatalf("rwsplit did not follow the promotion:\n%s", db.Stats())
+	}
+	f.promote = promotedAt.Sub(crashAt)
+	f.switched = time.Since(promotedAt)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+
+	var lastBefore, firstAfter, firstRefused time.Time
+	var acked []int64
+	for _, w := range log {
+		switch {
+		case w.err == nil && w.at.Before(crashAt):
+			lastBefore = w.at
+		case w.err == nil && firstAfter.IsZero() && w.start.After(crashAt):
+			firstAfter = w.at
+		case errors.Is(w.err, rwsplit.ErrNoPrimary) && firstRefused.IsZero():
+			firstRefused = w.at
+		}
+		if w.err == nil {
+			acked = append(acked, w.id)
+		}
+	}
+	if !firstRefused.IsZero() {
+		f.detection = firstRefused.Sub(crashAt)
+	}
+	f.outage = firstAfter.Sub(lastBefore)
+	f.acked = len(acked)
+	check, err := sql.Open(c.DriverName(), promoted.DSN())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer check.Close()
+	for _, id := range acked {
+		var v string
+		if err := check.QueryRowContext(ctx, q.value, id).Scan(&v); err != nil {
+			f.lost++
+		}
+	}
+	return f
+}
