@@ -505,7 +505,11 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 		db.done(rt)
 		if err == nil {
 			rt.r.count(shard, rt.read)
-			noteRead(ctx, rt)
+			if rt.read {
+				noteRead(ctx, rt)
+			} else {
+				db.wrote()
+			}
 			return rows, nil
 		}
 		var ok bool
@@ -545,7 +549,11 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 		db.done(rt)
 		if err == nil {
 			rt.r.count(shard, rt.read)
-			noteRead(ctx, rt)
+			if rt.read {
+				noteRead(ctx, rt)
+			} else {
+				db.wrote()
+			}
 			return row
 		}
 		var ok bool

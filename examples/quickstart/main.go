@@ -50,6 +50,7 @@ func run(ctx context.Context) error {
 	if r := os.Getenv("RWSPLIT_REPLICAS"); r != "" {
 		replicaDSNs = strings.Split(r, ",")
 	}
+	var local *testcluster.Cluster
 	if primaryDSN == "" {
 		fmt.Println("Starting a local PostgreSQL primary with 2 streaming replicas, replaying 500ms behind...")
 		start := time.Now()
@@ -57,6 +58,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		local = c
 		defer func() {
 			c.Close()
 			fmt.Println("\nLocal cluster stopped and removed.")
@@ -88,7 +90,74 @@ func run(ctx context.Context) error {
 		d.insert = "INSERT INTO quickstart (name) VALUES (?) RETURNING id"
 		d.byID = "SELECT name, @@port FROM quickstart WHERE id = ?"
 	}
-	return d.run(ctx)
+	if err := d.run(ctx); err != nil {
+		return err
+	}
+	if local != nil {
+		return d.failover(ctx, local)
+	}
+	return nil
+}
+
+// failover crashes the local primary, promotes a replica and shows writes
+// going on through the same handle.
+func (d demo) failover(ctx context.Context, c *testcluster.Cluster) error {
+	db := d.db
+	fmt.Println("\n8. Failover: the primary crashes, a replica is promoted, writes go on")
+	write := func() (string, error) {
+		var id int64
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err := db.QueryRowContext(wctx, d.insert, "after failover").Scan(&id)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("row %d written on %s", id, d.primaryName()), nil
+	}
+	if w, err := write(); err == nil {
+		fmt.Printf("   before: %s\n", w)
+	}
+	old, next := c.Primary(), c.Replicas()[0]
+	if err := old.Crash(); err != nil {
+		return err
+	}
+	crashed := time.Now()
+	fmt.Printf("   crashed the primary %s (SIGKILL)\n", old.Addr())
+	if _, err := write(); err != nil {
+		fmt.Printf("   a write on a pooled connection to it now: %v (never retried: it may have reached the server)\n", err)
+	}
+	if err := next.Promote(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("   promoted %s with pg_promote() (%v after the crash)\n", next.Addr(), time.Since(crashed).Round(time.Millisecond))
+	for {
+		w, err := write()
+		if err == nil {
+			fmt.Printf("   %v after the crash: %s\n", time.Since(crashed).Round(time.Millisecond), w)
+			break
+		}
+		if time.Since(crashed) > 30*time.Second {
+			return fmt.Errorf("writes did not resume: %w", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var port string
+	if err := db.QueryRowContext(ctx, d.whoami).Scan(&port); err != nil {
+		return err
+	}
+	fmt.Printf("   a read meanwhile                                  -> %s\n", d.node(port))
+	fmt.Print(indent(db.Stats().String(), "   "))
+	return nil
+}
+
+// primaryName names the node rwsplit writes to now.
+func (d demo) primaryName() string {
+	for _, n := range d.db.Stats().Nodes {
+		if n.Role == rwsplit.RolePrimary {
+			return n.Name
+		}
+	}
+	return "?"
 }
 
 type demo struct {
