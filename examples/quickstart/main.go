@@ -124,7 +124,7 @@ func (d demo) failover(ctx context.Context, c *testcluster.Cluster) error {
 	crashed := time.Now()
 	fmt.Printf("   crashed the primary %s (SIGKILL)\n", old.Addr())
 	if _, err := write(); err != nil {
-		fmt.Printf("   a write on a pooled connection to it now: %v (never retried: it may have reached the server)\n", err)
+		fmt.Printf("   a write right after: %v\n", err)
 	}
 	if err := next.Promote(ctx); err != nil {
 		return err
