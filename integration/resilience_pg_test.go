@@ -360,8 +360,8 @@ func pgAllNodesDown(t *testing.T, c *testcluster.Cluster) {
 			t.Errorf("%s took %v, beyond its deadline of %v", what, took, readDeadline)
 		case errors.Is(err, context.DeadlineExceeded):
 			t.Errorf("%s ran into its deadline instead of failing with the cause: %v", what, err)
-		case !errors.Is(err, rwsplit.ErrNoReplica) && !isConnError(err):
-			t.Errorf("%s failed with %v (%T), want ErrNoReplica or a connection error", what, err, err)
+		case !errors.Is(err, rwsplit.ErrNoReplica) && !errors.Is(err, rwsplit.ErrNoPrimary) && !isConnError(err):
+			t.Errorf("%s failed with %v (%T), want ErrNoReplica, ErrNoPrimary or a connection error", what, err, err)
 		}
 	}
 	check("QueryRow", func(ctx context.Context) error {

@@ -350,6 +350,61 @@ func runSessionSuite(t *testing.T, e *sessionEnv) {
 		}
 	})
 
+	t.Run("ConsistencyPerCall", func(t *testing.T) {
+		ctx := ctxTimeout(t, time.Minute)
+		// Keep writing so that the replicas lag by their apply delay,
+		// and wait until the probes have measured it.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				id := sessionIDs.Add(1)
+				if _, err := e.db.ExecContext(ctx, e.q.insert, id, fmt.Sprint("v", id)); err != nil {
+					t.Errorf("writer: %v", err)
+					return
+				}
+			}
+		})
+		defer func() { close(stop); wg.Wait() }()
+		lagging := func() bool {
+			for _, n := range e.db.Stats().Nodes {
+				if n.Role == rwsplit.RoleReplica && (!n.LagKnown || n.Lag < 200*time.Millisecond) {
+					return false
+				}
+			}
+			return true
+		}
+		if _, ok := waitFor(10*time.Second, lagging); !ok {
+			t.Fatalf("the replicas' lag was not measured:\n%s", e.db.Stats())
+		}
+		port := func(c rwsplit.Consistency) int {
+			var n int64
+			var p int
+			if err := e.db.QueryRowContext(rwsplit.WithConsistency(ctx, c), e.q.count).Scan(&n, &p); err != nil {
+				t.Fatalf("%v: %v", c, err)
+			}
+			return p
+		}
+		for _, tc := range []struct {
+			c         rwsplit.Consistency
+			onPrimary bool
+		}{
+			{rwsplit.Strong, true},
+			{rwsplit.BoundedStaleness(50 * time.Millisecond), true},
+			{rwsplit.BoundedStaleness(time.Minute), false},
+			{rwsplit.Eventual, false},
+		} {
+			if got := port(tc.c) == e.primaryPort; got != tc.onPrimary {
+				t.Errorf("%v: on the primary %v, want %v\n%s", tc.c, got, tc.onPrimary, e.db.Stats())
+			}
+		}
+	})
+
 	t.Run("WriteConcern", func(t *testing.T) {
 		ctx := ctxTimeout(t, time.Minute)
 		replicas := e.c.Replicas()
