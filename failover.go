@@ -493,8 +493,7 @@ func (db *DB) switchPrimary(old, n *Replica) {
 func (db *DB) primaryTrouble() {
 	now := monotime()
 	db.troubleAt.CompareAndSwap(0, now)
-	until := now + int64(failoverFastPeriod)
-	if db.health.fastUntil.Swap(until) < now {
+	if db.fastUntil(now+int64(failoverFastPeriod)) < now {
 		select {
 		case db.health.kick <- struct{}{}:
 		default:

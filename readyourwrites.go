@@ -739,11 +739,21 @@ func (db *DB) primaryPosition(ctx context.Context, p *Replica) (position, epoch,
 // that replicas' cached positions catch up with sessions that wait for
 // them.
 func (db *DB) hurry() {
-	until := monotime() + int64(2*db.cfg.interval)
-	if db.health.fastUntil.Swap(until) < monotime() {
+	if db.fastUntil(monotime()+int64(2*db.cfg.interval)) < monotime() {
 		select {
 		case db.health.kick <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// fastUntil extends the fast probe cadence to until (never shortens it)
+// and returns the previous end.
+func (db *DB) fastUntil(until int64) int64 {
+	for {
+		old := db.health.fastUntil.Load()
+		if old >= until || db.health.fastUntil.CompareAndSwap(old, until) {
+			return old
 		}
 	}
 }
