@@ -333,6 +333,17 @@ func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query stri
 	return route{r: db.primary.Load(), read: true, constrained: true}
 }
 
+// served records a query that rt's node answered: its counter, and the
+// session's node for a read or the end of a write outage for a write.
+func (db *DB) served(ctx context.Context, rt route, shard uint8) {
+	rt.r.count(shard, rt.read)
+	if rt.read {
+		noteRead(ctx, rt)
+	} else {
+		db.wrote()
+	}
+}
+
 // noteRead tells the session of ctx, if rt was routed for one, which node
 // served its read.
 func noteRead(ctx context.Context, rt route) {
@@ -504,12 +515,7 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 		}
 		db.done(rt)
 		if err == nil {
-			rt.r.count(shard, rt.read)
-			if rt.read {
-				noteRead(ctx, rt)
-			} else {
-				db.wrote()
-			}
+			db.served(ctx, rt, shard)
 			return rows, nil
 		}
 		var ok bool
@@ -548,12 +554,7 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 		}
 		db.done(rt)
 		if err == nil {
-			rt.r.count(shard, rt.read)
-			if rt.read {
-				noteRead(ctx, rt)
-			} else {
-				db.wrote()
-			}
+			db.served(ctx, rt, shard)
 			return row
 		}
 		var ok bool

@@ -13,43 +13,25 @@ import (
 
 // mariaGTIDCovers reports whether p covers q, and whether both parsed.
 func mariaGTIDCovers(p, q string) (covers, ok bool) {
-	pd, ok1 := parseMariaGTID(p)
-	qd, ok2 := parseMariaGTID(q)
+	pl, ok1 := parseMariaGTIDList(p)
+	ql, ok2 := parseMariaGTIDList(q)
 	if !ok1 || !ok2 {
 		return false, false
 	}
-	for domain, seq := range qd {
-		if pd[domain] < seq {
+	j := 0
+	for _, g := range ql {
+		for j < len(pl) && pl[j].domain < g.domain {
+			j++
+		}
+		have := uint64(0)
+		if j < len(pl) && pl[j].domain == g.domain {
+			have = pl[j].seq
+		}
+		if have < g.seq {
 			return false, true
 		}
 	}
 	return true, true
-}
-
-// parseMariaGTID maps each domain of a MariaDB GTID position to its
-// sequence number.
-func parseMariaGTID(s string) (map[uint32]uint64, bool) {
-	out := map[uint32]uint64{}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return out, true
-	}
-	for _, part := range strings.Split(s, ",") {
-		f := strings.Split(strings.TrimSpace(part), "-")
-		if len(f) != 3 {
-			return nil, false
-		}
-		domain, err1 := strconv.ParseUint(f[0], 10, 32)
-		_, err2 := strconv.ParseUint(f[1], 10, 32)
-		seq, err3 := strconv.ParseUint(f[2], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return nil, false
-		}
-		if seq > out[uint32(domain)] {
-			out[uint32(domain)] = seq
-		}
-	}
-	return out, true
 }
 
 // MySQL GTID sets name, per source UUID, the transaction numbers executed

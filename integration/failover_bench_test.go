@@ -66,7 +66,7 @@ func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) fa
 	if kind == testcluster.MariaDB {
 		q = mariaSessionSQL
 	}
-	db := openClusterB(b, c, rwsplit.WithHealthCheckInterval(interval))
+	db := openCluster(b, c, rwsplit.WithHealthCheckInterval(interval))
 	if _, err := db.ExecContext(ctx, q.create); err != nil {
 		b.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func openMaria(t *testing.T, opts ...rwsplit.Option) *rwsplit.DB {
 	return openCluster(t, mariaCluster, opts...)
 }
 
-func openCluster(t *testing.T, c *testcluster.Cluster, opts ...rwsplit.Option) *rwsplit.DB {
+func openCluster(t testing.TB, c *testcluster.Cluster, opts ...rwsplit.Option) *rwsplit.DB {
 	t.Helper()
 	var replicas []string
 	for _, n := range c.Replicas() {

@@ -20,7 +20,7 @@ import (
 //
 //	go test -run '^$' -bench SessionWrite -benchmem -count 5 ./...
 func BenchmarkSessionWrite(b *testing.B) {
-	db := openClusterB(b, pgCluster)
+	db := openCluster(b, pgCluster)
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS bench_writes (id bigserial PRIMARY KEY, v int)"); err != nil {
 		b.Fatal(err)
@@ -43,20 +43,6 @@ func BenchmarkSessionWrite(b *testing.B) {
 	}
 }
 
-func openClusterB(b *testing.B, c *testcluster.Cluster, opts ...rwsplit.Option) *rwsplit.DB {
-	b.Helper()
-	var replicas []string
-	for _, n := range c.Replicas() {
-		replicas = append(replicas, n.DSN())
-	}
-	db, err := rwsplit.Open(c.DriverName(), c.Primary().DSN(), replicas, opts...)
-	if err != nil {
-		b.Fatalf("Open: %v", err)
-	}
-	b.Cleanup(func() { db.Close() })
-	return db
-}
-
 // BenchmarkSessionReplicaShare measures which share of session reads
 // replicas serve, by replica lag (recovery_min_apply_delay on both
 // replicas) and WithSessionWait. Workload: 16 sessions, each writing a row
@@ -73,7 +59,7 @@ func BenchmarkSessionReplicaShare(b *testing.B) {
 		b.Fatalf("starting a postgres cluster: %v", err)
 	}
 	b.Cleanup(func() { c.Close() })
-	setup := openClusterB(b, c)
+	setup := openCluster(b, c)
 	if _, err := setup.ExecContext(context.Background(), "CREATE TABLE posts (id bigint PRIMARY KEY)"); err != nil {
 		b.Fatal(err)
 	}
@@ -96,9 +82,9 @@ func BenchmarkSessionReplicaShare(b *testing.B) {
 		for _, wait := range []time.Duration{0, 50 * time.Millisecond} {
 			name := fmt.Sprintf("lag=%v/wait=%v", delay, wait)
 			b.Run(name, func(b *testing.B) {
-				db := openClusterB(b, c, rwsplit.WithSessionWait(wait))
+				db := openCluster(b, c, rwsplit.WithSessionWait(wait))
 				db.SetMaxIdleConns(32)
-				if _, ok := waitForB(10*time.Second, func() bool { return db.Stats().Eligible == 2 }); !ok {
+				if _, ok := waitFor(10*time.Second, func() bool { return db.Stats().Eligible == 2 }); !ok {
 					b.Fatalf("replicas not eligible:\n%s", db.Stats())
 				}
 				var mu sync.Mutex
@@ -154,8 +140,4 @@ func BenchmarkSessionReplicaShare(b *testing.B) {
 		}
 	}
 	fmt.Printf("session reads on replicas (16 sessions x 3 x (write + 10 reads 20ms apart)):\n%s", table.String())
-}
-
-func waitForB(limit time.Duration, cond func() bool) (time.Duration, bool) {
-	return waitFor(limit, cond)
 }

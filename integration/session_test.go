@@ -434,7 +434,7 @@ func runSessionSuite(t *testing.T, e *sessionEnv) {
 			took := time.Since(start)
 			got := has(id)
 			t.Logf("write concern %d: returned after %v; %d replicas have the row", want, took.Round(time.Millisecond), got)
-			if min := want; (want == rwsplit.AllReplicas && got != len(replicas)) || (want > 0 && got < min) {
+			if (want == rwsplit.AllReplicas && got != len(replicas)) || (want > 0 && got < want) {
 				t.Errorf("write concern %d: only %d replicas have the row when the write returned", want, got)
 			}
 		}
