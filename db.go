@@ -65,6 +65,7 @@ type DB struct {
 	troubleAt      atomic.Int64          // monotime the primary was last seen in trouble; 0 none
 	lastOutage     atomic.Int64          // ns from trouble to the first write after the last change
 	awaitingWrite  atomic.Bool           // a primary change waits for its first successful write
+	auto           *autoFailover         // automatic promotion; nil: off
 
 	closed  atomic.Bool
 	closeMu sync.Mutex // serialises Close
@@ -84,10 +85,12 @@ func New(primary *sql.DB, replicas []*sql.DB, opts ...Option) (*DB, error) {
 	for i := range replicas {
 		names[i+1] = fmt.Sprintf("replica%d", i+1)
 	}
-	return newDB("new", primary, replicas, names, opts)
+	return newDB("new", primary, replicas, names, nil, opts)
 }
 
-func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts []Option) (*DB, error) {
+// newDB builds the DB; addrs are the nodes' host:port from their DSNs (Open)
+// or nil (New).
+func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string, opts []Option) (*DB, error) {
 	if primary == nil {
 		return nil, configError(op, "primary is nil")
 	}
@@ -113,7 +116,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 	if cfg.policy == nil {
 		return nil, configError(op, "WithPolicy: policy is nil")
 	}
-	if err := cfg.validate(len(handles)); err != nil {
+	if err := cfg.validate(len(handles), addrs); err != nil {
 		return nil, &Error{Op: op, Err: err}
 	}
 	if w, ok := cfg.policy.(*weighted); ok {
@@ -154,6 +157,12 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names []string, opts 
 	}
 
 	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
+	if cfg.auto != nil {
+		if !d.hasPositions() || d == dialectMySQL && cfg.dialect != "" {
+			return nil, configError(op, "WithAutoFailover: automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
+		}
+		db.auto = &autoFailover{cfg: *cfg.auto}
+	}
 	for i, h := range handles {
 		r := &Replica{name: names[i], db: h, monitor: h, owner: db, weight: 1}
 		r.healthy.Store(true) // until a probe says otherwise: New does not wait
@@ -205,6 +214,7 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 	dsns := append([]string{primaryDSN}, replicaDSNs...)
 	handles := make([]*sql.DB, 0, len(dsns))
 	names := make([]string, 0, len(dsns))
+	addrs := make([]string, 0, len(dsns)) // nil once a DSN has no host:port
 	closeAll := func() {
 		for _, h := range handles {
 			h.Close()
@@ -234,6 +244,11 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 			}
 		}
 		name := dsnAddr(dsn)
+		if addrs != nil && name != "" {
+			addrs = append(addrs, name)
+		} else {
+			addrs = nil
+		}
 		if name == "" {
 			name = "primary"
 			if i > 0 {
@@ -251,7 +266,7 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 			}
 		}
 	}
-	db, err := newDB(op, handles[0], handles[1:], names, opts)
+	db, err := newDB(op, handles[0], handles[1:], names, addrs, opts)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -769,7 +784,7 @@ func (db *DB) SetConnMaxIdleTime(d time.Duration) {
 }
 
 // Close stops the health goroutine and its probes, closes every node's
-// *sql.DB (and the [WithMonitor] handles) and returns their errors joined.
+// *sql.DB (and the [WithMonitor] and [WithAutoFailover] handles) and returns their errors joined.
 // It is idempotent: later calls return nil. After Close every method
 // returns [ErrClosed].
 func (db *DB) Close() error {
@@ -787,6 +802,13 @@ func (db *DB) Close() error {
 		if r.monitor != r.db {
 			if err := r.monitor.Close(); err != nil {
 				errs = append(errs, &Error{Op: "close monitor", Node: r.name, Err: err})
+			}
+		}
+	}
+	if db.auto != nil {
+		for i, h := range db.auto.cfg.Admin {
+			if err := h.Close(); err != nil {
+				errs = append(errs, &Error{Op: "close admin", Node: db.nodes[i].name, Err: err})
 			}
 		}
 	}

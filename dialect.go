@@ -282,30 +282,45 @@ func probeMySQL(ctx context.Context, db *sql.DB, mariadb bool) probeResult {
 	return res
 }
 
-// replicaStatus runs SHOW REPLICA STATUS (SHOW SLAVE STATUS on servers that
-// predate it) and returns whether replication is configured and its
+// replicaStatus returns whether replication is configured and its
 // Seconds_Behind_Source / Seconds_Behind_Master (-1 when NULL).
 func replicaStatus(ctx context.Context, db *sql.DB) (replicating bool, behind int64, ok bool, err error) {
+	st, err := showReplicaStatus(ctx, db)
+	if err != nil {
+		return false, 0, false, err
+	}
+	if st == nil {
+		return false, 0, true, nil
+	}
+	v, found := st["Seconds_Behind_Source"]
+	if !found {
+		v, found = st["Seconds_Behind_Master"]
+	}
+	behind = -1
+	if n, err := strconv.ParseInt(v, 10, 64); found && err == nil {
+		behind = n
+	}
+	return true, behind, true, nil
+}
+
+// showReplicaStatus runs SHOW REPLICA STATUS (SHOW SLAVE STATUS on servers
+// that predate it) and returns its first row by column name, NULL as "";
+// nil when the node replicates from nobody.
+func showReplicaStatus(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	rows, err := db.QueryContext(ctx, "SHOW REPLICA STATUS")
 	if err != nil && mysqlNumber(err) == mysqlParseError {
 		rows, err = db.QueryContext(ctx, "SHOW SLAVE STATUS")
 	}
 	if err != nil {
-		return false, 0, false, err
+		return nil, err
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return false, 0, false, err
-	}
-	idx := -1
-	for i, c := range cols {
-		if c == "Seconds_Behind_Master" || c == "Seconds_Behind_Source" {
-			idx = i
-		}
+		return nil, err
 	}
 	if !rows.Next() {
-		return false, 0, true, rows.Err()
+		return nil, rows.Err()
 	}
 	vals := make([]sql.RawBytes, len(cols))
 	ptrs := make([]any, len(cols))
@@ -313,15 +328,13 @@ func replicaStatus(ctx context.Context, db *sql.DB) (replicating bool, behind in
 		ptrs[i] = &vals[i]
 	}
 	if err := rows.Scan(ptrs...); err != nil {
-		return false, 0, false, err
+		return nil, err
 	}
-	behind = -1
-	if idx >= 0 && vals[idx] != nil {
-		if v, err := strconv.ParseInt(string(vals[idx]), 10, 64); err == nil {
-			behind = v
-		}
+	st := make(map[string]string, len(cols))
+	for i, c := range cols {
+		st[c] = string(vals[i])
 	}
-	return true, behind, true, nil
+	return st, rows.Close()
 }
 
 // covers reports whether position p has everything position q has, and

@@ -61,6 +61,9 @@ func (db *DB) startHealth() {
 func (db *DB) stopHealth() {
 	db.health.cancel()
 	<-db.health.done
+	if db.auto != nil {
+		db.auto.wg.Wait()
+	}
 	db.pollMu.Lock()
 	db.pollStopped = true
 	db.pollMu.Unlock()
@@ -119,6 +122,9 @@ func (db *DB) probeRound() {
 		return
 	}
 	db.discoverRoles(results)
+	if db.auto != nil {
+		db.checkAutoFailover(results)
+	}
 	now := monotime()
 	primary := db.primary.Load()
 	var primaryPos *position

@@ -37,6 +37,8 @@ type config struct {
 	sessionWindow time.Duration // read-your-writes window without positions
 	sessionWait   time.Duration // how long a session read waits for a replica
 	primaryWait   time.Duration // how long a write waits for a primary; 0 fails at once
+
+	auto *AutoFailover // automatic promotion; nil: off
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -198,7 +200,6 @@ func WithMonitor(primary *sql.DB, replicas ...*sql.DB) Option {
 	return optionFunc(func(c *config) { c.monitors = append([]*sql.DB{primary}, replicas...) })
 }
 
-// validate checks the settings against the number of nodes.
 // WithSessionKey signs the tokens of sessions that write through this DB
 // ([Session.Token]) with HMAC-SHA256 under key, and makes the DB accept
 // only tokens signed with it: a resumed session whose token is unsigned or
@@ -237,7 +238,9 @@ func WithPrimaryWait(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.primaryWait = d })
 }
 
-func (c *config) validate(nodes int) error {
+// validate checks the settings against the number of nodes; addrs are
+// the nodes' addresses from their DSNs (nil with New).
+func (c *config) validate(nodes int, addrs []string) error {
 	switch {
 	case c.interval < 0:
 		return fmt.Errorf("WithHealthCheckInterval: negative interval %s", c.interval)
@@ -263,6 +266,11 @@ func (c *config) validate(nodes int) error {
 	}
 	if c.hedging != nil {
 		if err := c.hedging.validate(); err != nil {
+			return err
+		}
+	}
+	if c.auto != nil {
+		if err := c.auto.validate(nodes, addrs); err != nil {
 			return err
 		}
 	}

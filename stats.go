@@ -33,6 +33,13 @@ type Stats struct {
 	WritesRefused   string
 	LastWriteOutage time.Duration
 
+	// Automatic promotion ([WithAutoFailover]): replicas promoted, attempts
+	// that promoted none (vetoed, or a step failed), and why the last one
+	// failed.
+	Promotions         uint64
+	PromotionsFailed   uint64
+	LastPromotionError string
+
 	SessionReplicaReads uint64
 	SessionPrimaryReads uint64
 	PositionReads       uint64
@@ -104,6 +111,10 @@ func (db *DB) Stats() Stats {
 	if e := db.writeBlock.Load(); e != nil {
 		s.WritesRefused = (*e).Error()
 	}
+	if a := db.auto; a != nil {
+		s.Promotions, s.PromotionsFailed = a.promotions.Load(), a.failures.Load()
+		s.LastPromotionError, _ = a.lastErr.Load().(string)
+	}
 	for _, r := range db.nodes {
 		lastErr, _ := r.lastErr.Load().(string)
 		lag := r.lag.Load()
@@ -174,6 +185,13 @@ func (s Stats) String() string {
 			s.PrimaryChanges, s.LastWriteOutage.Round(time.Millisecond), s.Fencings, s.SplitBrains)
 		if s.WritesRefused != "" {
 			fmt.Fprintf(&b, "; writes refused: %s", s.WritesRefused)
+		}
+		b.WriteString("\n")
+	}
+	if s.Promotions+s.PromotionsFailed > 0 {
+		fmt.Fprintf(&b, "automatic failover: %d promoted, %d attempts failed", s.Promotions, s.PromotionsFailed)
+		if s.LastPromotionError != "" {
+			fmt.Fprintf(&b, " (last: %s)", s.LastPromotionError)
 		}
 		b.WriteString("\n")
 	}

@@ -27,15 +27,47 @@ const failoverCeiling = 3 * time.Second
 
 func TestFailoverPostgres(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.Postgres)
+	runFailover(t, testcluster.Postgres, false)
 }
 
 func TestFailoverMariaDB(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.MariaDB)
+	runFailover(t, testcluster.MariaDB, false)
 }
 
-func runFailover(t *testing.T, kind testcluster.Kind) {
+// The same with the promotion made by rwsplit (WithAutoFailover): it must
+// choose the replica that received the most (both have everything: the
+// first by name), promote it, and point the other replica at it.
+func TestAutoFailoverPostgres(t *testing.T) {
+	t.Parallel()
+	runFailover(t, testcluster.Postgres, true)
+}
+
+func TestAutoFailoverMariaDB(t *testing.T) {
+	t.Parallel()
+	runFailover(t, testcluster.MariaDB, true)
+}
+
+// autoFailoverAfter is how long the tests let the primary be unreachable
+// before rwsplit promotes a replica.
+const autoFailoverAfter = time.Second
+
+// adminHandles opens a superuser handle on every node, primary first, for
+// WithAutoFailover (the DB closes them).
+func adminHandles(t testing.TB, c *testcluster.Cluster) []*sql.DB {
+	t.Helper()
+	var hs []*sql.DB
+	for _, n := range c.Nodes() {
+		h, err := sql.Open(c.DriverName(), n.AdminDSN())
+		if err != nil {
+			t.Fatalf("admin handle: %v", err)
+		}
+		hs = append(hs, h)
+	}
+	return hs
+}
+
+func runFailover(t *testing.T, kind testcluster.Kind, auto bool) {
 	c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2})
 	ctx := ctxTimeout(t, 3*time.Minute)
 	q := pgSessionSQL
@@ -45,7 +77,16 @@ func runFailover(t *testing.T, kind testcluster.Kind) {
 	oldPrimary, promoted, other := c.Primary(), c.Replicas()[0], c.Replicas()[1]
 	e := &sessionEnv{c: c, q: q}
 	e.primaryPort, e.replicaPorts = ports(c)
-	db := e.open(t)
+	var opts []rwsplit.Option
+	if auto {
+		// Open names the nodes host:port; with every replica caught up
+		// the first name wins.
+		if other.Addr() < promoted.Addr() {
+			promoted, other = other, promoted
+		}
+		opts = append(opts, rwsplit.WithAutoFailover(rwsplit.AutoFailover{Admin: adminHandles(t, c), After: autoFailoverAfter}))
+	}
+	db := e.open(t, opts...)
 	if _, err := db.ExecContext(ctx, q.create); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +203,11 @@ func runFailover(t *testing.T, kind testcluster.Kind) {
 		t.Errorf("a write with no primary took %v to fail", noPrimaryIn)
 	}
 	before := ackedCount()
-	if err := promoted.Promote(ctx); err != nil {
+	if auto {
+		if _, ok := waitFor(autoFailoverAfter+10*time.Second, func() bool { return db.Stats().Promotions == 1 }); !ok {
+			t.Fatalf("rwsplit promoted no replica:\n%s", db.Stats())
+		}
+	} else if err := promoted.Promote(ctx); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
 	promotedAt := time.Now()
@@ -171,7 +216,7 @@ func runFailover(t *testing.T, kind testcluster.Kind) {
 		t.Fatalf("writes did not resume within %v of the promotion (last error: %v)\n%s", failoverCeiling, lastWriteErr, db.Stats())
 	}
 	st := db.Stats()
-	t.Logf("crash → promote returned: %v; promote → writes resumed: %v; write outage as rwsplit measured it: %v",
+	t.Logf("crash → promoted: %v; promoted → writes resumed: %v; write outage as rwsplit measured it: %v",
 		promotedAt.Sub(crashAt).Round(time.Millisecond), took.Round(time.Millisecond), st.LastWriteOutage.Round(time.Millisecond))
 	if st.PrimaryChanges != 1 {
 		t.Errorf("PrimaryChanges = %d, want 1", st.PrimaryChanges)
@@ -179,8 +224,19 @@ func runFailover(t *testing.T, kind testcluster.Kind) {
 	if nodeStats(t, db, promoted).Role != rwsplit.RolePrimary {
 		t.Errorf("the promoted node is not the primary:\n%s", st)
 	}
-	// The other replica follows the new primary.
-	if err := c.Follow(ctx, other, promoted); err != nil {
+	// The other replica follows the new primary: rwsplit pointed it there,
+	// or the test does.
+	if auto {
+		if st.PromotionsFailed != 0 {
+			t.Errorf("%d promotion attempts failed: %s", st.PromotionsFailed, st.LastPromotionError)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := c.WaitCaughtUp(wctx, promoted)
+		cancel()
+		if err != nil {
+			t.Fatalf("the other replica does not follow the promoted node: %v", err)
+		}
+	} else if err := c.Follow(ctx, other, promoted); err != nil {
 		t.Fatalf("follow: %v", err)
 	}
 
