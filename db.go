@@ -312,11 +312,12 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 func (db *DB) routeWith(ctx context.Context, o *callOptions, query string, tried *triedNodes) (route, error) {
 	switch o.readLevel() {
 	case levelStrong:
-		return route{r: db.primary.Load(), read: true}, nil
+		p, err := db.readPrimary()
+		return route{r: p, read: true}, err
 	case levelSession:
 		return db.routeSession(ctx, o.session, query, tried)
 	case levelBounded:
-		return db.routeBounded(ctx, o.consistency.maxLag, query, tried), nil
+		return db.routeBounded(ctx, o.consistency.maxLag, query, tried)
 	}
 	return db.routeReplica(ctx, query, tried)
 }
@@ -331,21 +332,32 @@ func (db *DB) routeNext(ctx context.Context, query string, tried *triedNodes) (r
 
 // routeBounded picks a replica whose measured lag is at most maxLag, or
 // the primary.
-func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query string, tried *triedNodes) route {
+func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query string, tried *triedNodes) (route, error) {
 	fresh := func(r *Replica) bool {
 		lag := r.lag.Load()
 		return !tried.has(r) && lag != lagUnknown && lag <= int64(maxLag)
 	}
 	snap := db.snap.Load()
 	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && fresh(r) {
-		return route{r: r, read: true, constrained: true}
+		return route{r: r, read: true, constrained: true}, nil
 	}
 	for _, r := range snap.replicas {
 		if fresh(r) {
-			return route{r: r, read: true, constrained: true}
+			return route{r: r, read: true, constrained: true}, nil
 		}
 	}
-	return route{r: db.primary.Load(), read: true, constrained: true}
+	p, err := db.readPrimary()
+	return route{r: p, read: true, constrained: true}, err
+}
+
+// readPrimary returns the primary for a read, or ErrNoPrimary when it is
+// fenced: a node that takes writes on an old timeline serves nothing.
+func (db *DB) readPrimary() (*Replica, error) {
+	p := db.primary.Load()
+	if p.fenced.Load() {
+		return nil, ErrNoPrimary
+	}
+	return p, nil
 }
 
 // served records a query that rt's node answered: its counter, and the
@@ -384,7 +396,10 @@ func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes)
 			}
 		}
 	}
-	p := db.primary.Load()
+	p, err := db.readPrimary()
+	if err != nil {
+		return route{}, err
+	}
 	if db.replicaCount == 0 || tried.has(p) {
 		return route{r: p, read: true}, nil
 	}
@@ -458,9 +473,13 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 	tried.add(rt.r)
 	replica := rt.r.Role() == RoleReplica
 	if rt.read && replica && isReadOnlyRejection(err) {
+		p, perr := db.readPrimary()
+		if perr != nil {
+			return route{}, false
+		}
 		rt.r.readOnlyRetries.Add(1)
 		db.log.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
-		return route{r: db.primary.Load()}, true
+		return route{r: p}, true
 	}
 	if !rt.read || tried.n >= maxReadAttempts || isCallerDone(ctx, err) {
 		return route{}, false
@@ -648,7 +667,9 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 		var err error
 		switch {
 		case opts.Isolation == sql.LevelSerializable:
-			rt = route{r: db.primary.Load()}
+			var p *Replica
+			p, err = db.readPrimary()
+			rt = route{r: p}
 		case o != nil:
 			rt, err = db.routeWith(ctx, o, "", nil)
 		default:

@@ -121,6 +121,13 @@ func (db *DB) probeRound() {
 	if db.health.ctx.Err() != nil {
 		return
 	}
+	db.applyRound(results)
+}
+
+// applyRound applies a round's results, each already passed through
+// applyLiveness: roles, automatic promotion, positions and lag, and the
+// snapshot of eligible replicas.
+func (db *DB) applyRound(results []probeResult) {
 	db.discoverRoles(results)
 	if db.auto != nil {
 		db.checkAutoFailover(results)
@@ -397,10 +404,15 @@ func (db *DB) discoverRoles(results []probeResult) {
 	cur := db.primary.Load()
 	var writable []int
 	for i, res := range results {
-		if res.err != nil || !res.roleKnown {
+		if res.err != nil {
 			if db.nodes[i] == cur {
 				db.primaryTrouble()
 			}
+			continue
+		}
+		if !res.roleKnown {
+			// It answers but does not say its role (a proxy, a user
+			// without the privilege): nothing to learn from it.
 			continue
 		}
 		r := db.nodes[i]
@@ -428,6 +440,9 @@ func (db *DB) discoverRoles(results []probeResult) {
 				}
 				continue
 			}
+			if results[i].epochKnown && r.fenced.Swap(false) {
+				db.log.Info("rwsplit: fenced node takes writes on the highest timeline; no longer fenced", "node", r.name, "timeline", db.maxTimeline)
+			}
 			top = append(top, i)
 		}
 	}
@@ -450,8 +465,17 @@ func (db *DB) discoverRoles(results []probeResult) {
 		reason := strings.Join(names, ", ")
 		db.setWriteBlock(fmt.Errorf("%w: %s", ErrSplitBrain, reason), reason)
 	}
-	// Former primaries that now follow: replicas.
+	// The primary answers and takes writes with no change pending: the
+	// trouble, if any, is over, and must not count in a later outage.
 	p := db.primary.Load()
+	if !db.awaitingWrite.Load() && db.writeBlock.Load() == nil && !p.fenced.Load() {
+		for i, r := range db.nodes {
+			if r == p && results[i].err == nil && results[i].roleKnown && results[i].primary {
+				db.troubleAt.Store(0)
+			}
+		}
+	}
+	// Former primaries that now follow: replicas.
 	for i, r := range db.nodes {
 		if r != p && r.Role() == RolePrimary && results[i].err == nil && results[i].roleKnown && !results[i].primary {
 			r.role.Store(int32(RoleReplica))

@@ -468,7 +468,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 	v := s.view()
 	if !d.hasPositions() {
 		if v.unsure || time.Since(v.lastWrite) < db.cfg.sessionWindow {
-			return db.sessionPrimary(p), nil
+			return db.sessionPrimary(p)
 		}
 		return db.routeReplica(ctx, query, tried)
 	}
@@ -476,7 +476,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 		pos, ep, epKnown, err := db.primaryPosition(ctx, p)
 		if err != nil {
 			// The primary has everything: read there.
-			return db.sessionPrimary(p), nil
+			return db.sessionPrimary(p)
 		}
 		s.resolved(d, pos, ep, epKnown, v.gen)
 		v = s.view()
@@ -503,7 +503,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 		// saw. At most once per fast probe interval per session.
 		if !db.settleNow(ctx, s, d, p, snap, &v) {
 			db.hurry()
-			return db.sessionPrimary(p), nil
+			return db.sessionPrimary(p)
 		}
 	}
 	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) && db.sessionCovers(r, d, &v) {
@@ -521,7 +521,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 		return db.sessionReplica(r), nil
 	}
 	db.hurry()
-	return db.sessionPrimary(p), nil
+	return db.sessionPrimary(p)
 }
 
 // settleNow settles the floor of session view v by reading the primary's
@@ -565,9 +565,12 @@ func (db *DB) sessionReplica(r *Replica) route {
 	return route{r: r, read: true, session: true, constrained: true}
 }
 
-func (db *DB) sessionPrimary(p *Replica) route {
+func (db *DB) sessionPrimary(p *Replica) (route, error) {
+	if p.fenced.Load() {
+		return route{}, ErrNoPrimary
+	}
 	db.sessionPrimaryReads.Add(1)
-	return route{r: p, read: true, session: true, constrained: true}
+	return route{r: p, read: true, session: true, constrained: true}, nil
 }
 
 // awaitCoverage waits up to the WithSessionWait bound for an eligible
