@@ -97,17 +97,23 @@ func (r *Replica) Weight() int { return r.weight }
 func (r *Replica) InFlight() int64 {
 	n := r.inFlight.Load()
 	for i := range r.shards {
-		n += r.shards[i].inFlight.Load()
+		// ended first: begun, read after it, is at least the count of
+		// calls begun by then, so no shard reads negative.
+		ended := r.shards[i].ended.Load()
+		n += int64(r.shards[i].begun.Load() - ended)
 	}
 	return n
 }
 
-// counterShard is one cache line of per-call counters.
+// counterShard is one cache line of per-call counters. A call in flight is
+// one begun and not ended; begun also numbers the calls, which chooses the
+// ones whose latency is timed.
 type counterShard struct {
-	inFlight atomic.Int64
-	reads    atomic.Uint64
-	writes   atomic.Uint64
-	_        [cacheLine - 24]byte
+	begun  atomic.Uint64
+	ended  atomic.Uint64
+	reads  atomic.Uint64
+	writes atomic.Uint64
+	_      [cacheLine - 32]byte
 }
 
 const numShards = 16
@@ -259,13 +265,15 @@ const latencySampleEvery = 16
 // begin marks the start of a call on the node.
 func (r *Replica) begin() call {
 	c := call{start: -1, shard: shardOf()}
+	var timed bool
 	if r.trackGlobal.Load() {
 		c.global = true
 		r.inFlight.Add(1)
+		timed = rand.Uint32()%latencySampleEvery == 0
 	} else {
-		r.shards[c.shard].inFlight.Add(1)
+		timed = r.shards[c.shard].begun.Add(1)%latencySampleEvery == 0
 	}
-	if !r.measured.Load() || rand.Uint32()%latencySampleEvery == 0 {
+	if timed || !r.measured.Load() {
 		c.start = monotime()
 	}
 	return c
@@ -279,7 +287,7 @@ func (r *Replica) end(ctx context.Context, c call, err error) {
 	if c.global {
 		r.inFlight.Add(-1)
 	} else {
-		r.shards[c.shard].inFlight.Add(-1)
+		r.shards[c.shard].ended.Add(1)
 	}
 	if err != nil {
 		if isCallerDone(ctx, err) {
