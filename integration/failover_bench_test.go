@@ -14,13 +14,17 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testcluster"
 )
 
-// BenchmarkFailover measures a failover followed by rwsplit: a writer
-// writes every 2 ms through one handle; the primary is crashed and a
-// replica promoted at once by the benchmark (an external promotion, as
-// Patroni or an operator would make it). Per server and health interval:
-//   - detection: crash → the first write refused with ErrNoPrimary;
-//   - promote: the server gone (Crash returned) → the promotion returned (pg_promote waits until the
-//     node is out of recovery; MariaDB's statements run one after another);
+// BenchmarkFailover measures a failover: a writer writes every 2 ms
+// through one handle and the primary is crashed. The promotion is either
+// external (the benchmark promotes a replica at once, as Patroni or an
+// operator would) or automatic (WithAutoFailover, After 1s), with replicas
+// that are caught up or that apply 3 s late (lagging: they receive at
+// once and replay late, longer than After). Per server, promotion and
+// health interval:
+//   - detection: the crash begun → the first write refused with ErrNoPrimary;
+//   - promote: the server gone (Crash returned) → the promotion done
+//     (external: the call returned; pg_promote waits until the node is out
+//     of recovery; automatic: Stats().Promotions seen to count it);
 //   - switch: promotion returned → rwsplit's primary is the promoted node
 //     (0 when rwsplit had switched before the promotion call returned);
 //   - outage: crash → the first write begun after the crash acknowledged;
@@ -32,21 +36,30 @@ import (
 //	go test -run '^$' -bench Failover -benchtime=1x -timeout 10m ./...
 func BenchmarkFailover(b *testing.B) {
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-9s %-9s %10s %10s %10s %10s %6s %6s\n", "SERVER", "INTERVAL", "DETECTION", "PROMOTE", "SWITCH", "OUTAGE", "ACKED", "LOST")
+	fmt.Fprintf(&table, "%-9s %-17s %-9s %10s %10s %10s %10s %6s %6s\n", "SERVER", "PROMOTION", "INTERVAL", "DETECTION", "PROMOTE", "SWITCH", "OUTAGE", "ACKED", "LOST")
+	cases := []struct {
+		mode     string
+		interval time.Duration
+	}{
+		{"external", time.Second}, {"external", 200 * time.Millisecond},
+		{"auto", time.Second}, {"auto", 200 * time.Millisecond},
+		{"auto-lagging", 200 * time.Millisecond},
+	}
 	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
-		for _, interval := range []time.Duration{time.Second, 200 * time.Millisecond} {
-			b.Run(fmt.Sprintf("%s/interval=%v", kind, interval), func(b *testing.B) {
-				r := failoverRun(b, kind, interval)
+		for _, cs := range cases {
+			mode, interval := cs.mode, cs.interval
+			b.Run(fmt.Sprintf("%s/%s/interval=%v", kind, mode, interval), func(b *testing.B) {
+				r := failoverRun(b, kind, mode, interval)
 				b.ReportMetric(float64(r.detection)/1e6, "detection-ms")
 				b.ReportMetric(float64(r.switched)/1e6, "switch-ms")
 				b.ReportMetric(float64(r.outage)/1e6, "outage-ms")
 				b.ReportMetric(float64(r.lost), "lost")
-				fmt.Fprintf(&table, "%-9s %-9v %10v %10v %10v %10v %6d %6d\n", kind, interval,
+				fmt.Fprintf(&table, "%-9s %-17s %-9v %10v %10v %10v %10v %6d %6d\n", kind, mode, interval,
 					r.detection.Round(time.Millisecond), r.promote.Round(time.Millisecond), r.switched.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.acked, r.lost)
 			})
 		}
 	}
-	fmt.Printf("failover (external promotion):\n%s", table.String())
+	fmt.Printf("failover:\n%s", table.String())
 }
 
 type failoverFigures struct {
@@ -54,10 +67,14 @@ type failoverFigures struct {
 	acked, lost                          int
 }
 
-func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) failoverFigures {
+func failoverRun(b *testing.B, kind testcluster.Kind, mode string, interval time.Duration) failoverFigures {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := testcluster.Start(ctx, kind, testcluster.Options{Replicas: 2})
+	copts := testcluster.Options{Replicas: 2}
+	if mode == "auto-lagging" {
+		copts.ApplyDelay = []time.Duration{3 * time.Second, 3 * time.Second}
+	}
+	c, err := testcluster.Start(ctx, kind, copts)
 	if err != nil {
 		b.Fatalf("starting a cluster: %v", err)
 	}
@@ -66,7 +83,11 @@ func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) fa
 	if kind == testcluster.MariaDB {
 		q = mariaSessionSQL
 	}
-	db := openCluster(b, c, rwsplit.WithHealthCheckInterval(interval))
+	opts := []rwsplit.Option{rwsplit.WithHealthCheckInterval(interval)}
+	if mode != "external" {
+		opts = append(opts, rwsplit.WithAutoFailover(rwsplit.AutoFailover{Admin: adminHandles(b, c), After: autoFailoverAfter}))
+	}
+	db := openCluster(b, c, opts...)
 	if _, err := db.ExecContext(ctx, q.create); err != nil {
 		b.Fatal(err)
 	}
@@ -102,12 +123,17 @@ func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) fa
 	})
 	time.Sleep(time.Second)
 	promoted := c.Replicas()[0]
+	crashBegun := time.Now()
 	if err := c.Primary().Crash(); err != nil {
 		b.Fatal(err)
 	}
 	crashAt := time.Now() // Crash returns once the server is gone and its port closed
-	if err := promoted.Promote(ctx); err != nil {
-		b.Fatal(err)
+	if mode == "external" {
+		if err := promoted.Promote(ctx); err != nil {
+			b.Fatal(err)
+		}
+	} else if _, ok := waitFor(30*time.Second, func() bool { return db.Stats().Promotions == 1 }); !ok {
+		b.Fatalf("rwsplit promoted no replica:\n%s", db.Stats())
 	}
 	promotedAt := time.Now()
 	var f failoverFigures
@@ -116,6 +142,13 @@ func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) fa
 	}
 	f.promote = promotedAt.Sub(crashAt)
 	f.switched = time.Since(promotedAt)
+	for _, n := range db.Stats().Nodes {
+		for _, r := range c.Replicas() {
+			if n.Role == rwsplit.RolePrimary && n.Name == r.Addr() {
+				promoted = r
+			}
+		}
+	}
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
@@ -136,7 +169,7 @@ func failoverRun(b *testing.B, kind testcluster.Kind, interval time.Duration) fa
 		}
 	}
 	if !firstRefused.IsZero() {
-		f.detection = firstRefused.Sub(crashAt)
+		f.detection = firstRefused.Sub(crashBegun)
 	}
 	f.outage = firstAfter.Sub(lastBefore)
 	f.acked = len(acked)
