@@ -97,23 +97,29 @@ func (r *Replica) Weight() int { return r.weight }
 func (r *Replica) InFlight() int64 {
 	n := r.inFlight.Load()
 	for i := range r.shards {
-		// ended first: begun, read after it, is at least the count of
-		// calls begun by then, so no shard reads negative.
-		ended := r.shards[i].ended.Load()
-		n += int64(r.shards[i].begun.Load() - ended)
+		sh := &r.shards[i]
+		// The ends first: begun, read after them, is at least the count
+		// of calls begun by then, so no shard reads negative.
+		ended := sh.ended.Load() + sh.reads.Load() + sh.writes.Load()
+		n += int64(sh.begun.Load() - ended)
 	}
 	return n
 }
 
-// counterShard is one cache line of per-call counters. A call in flight is
-// one begun and not ended; begun also numbers the calls, which chooses the
-// ones whose latency is timed.
+// counterShard is one cache line of per-call counters. A call counted in
+// the shard is in flight from begun until it ends: as a read or a write
+// that succeeded (reads, writes: one increment both ends the call and
+// counts it) or otherwise (ended). begun also numbers the calls, which
+// chooses the ones whose latency is timed. Calls counted in the node's
+// shared inFlight, and hedged reads, count their reads and writes apart.
 type counterShard struct {
-	begun  atomic.Uint64
-	ended  atomic.Uint64
-	reads  atomic.Uint64
-	writes atomic.Uint64
-	_      [cacheLine - 32]byte
+	begun       atomic.Uint64
+	ended       atomic.Uint64
+	reads       atomic.Uint64
+	writes      atomic.Uint64
+	readsApart  atomic.Uint64
+	writesApart atomic.Uint64
+	_           [cacheLine - 48]byte
 }
 
 const numShards = 16
@@ -130,13 +136,32 @@ func shardOf() uint8 {
 type call struct {
 	start  int64 // monotime when the call is timed; -1 when not
 	shard  uint8
-	global bool // counted in inFlight rather than the shard
+	global bool     // counted in inFlight rather than the shard
+	kind   callKind // what end counts when the call succeeds
+}
+
+// callKind says what a successful call counts as: a read, a write, or
+// nothing (a transaction's begin, a hedged attempt, which count apart).
+type callKind uint8
+
+const (
+	callOther callKind = iota
+	callRead
+	callWrite
+)
+
+// callKindOf is the kind of a call on route rt.
+func callKindOf(rt route) callKind {
+	if rt.read {
+		return callRead
+	}
+	return callWrite
 }
 
 func (r *Replica) reads() uint64 {
 	var n uint64
 	for i := range r.shards {
-		n += r.shards[i].reads.Load()
+		n += r.shards[i].reads.Load() + r.shards[i].readsApart.Load()
 	}
 	return n
 }
@@ -144,7 +169,7 @@ func (r *Replica) reads() uint64 {
 func (r *Replica) writes() uint64 {
 	var n uint64
 	for i := range r.shards {
-		n += r.shards[i].writes.Load()
+		n += r.shards[i].writes.Load() + r.shards[i].writesApart.Load()
 	}
 	return n
 }
@@ -262,9 +287,10 @@ func (r *Replica) observeIdle(sample, now int64) {
 // first call to a node without an estimate is always timed.
 const latencySampleEvery = 16
 
-// begin marks the start of a call on the node.
-func (r *Replica) begin() call {
-	c := call{start: -1, shard: shardOf()}
+// begin marks the start of a call on the node; a successful call of kind
+// read or write counts as one when it ends.
+func (r *Replica) begin(kind callKind) call {
+	c := call{start: -1, shard: shardOf(), kind: kind}
 	var timed bool
 	if r.trackGlobal.Load() {
 		c.global = true
@@ -279,15 +305,37 @@ func (r *Replica) begin() call {
 	return c
 }
 
+// count records a read or write served by r that its call's end did not
+// count (a hedged read, a call counted in the shared inFlight).
+func (r *Replica) count(shard uint8, read bool) {
+	sh := &r.shards[shard]
+	if read {
+		sh.readsApart.Add(1)
+	} else {
+		sh.writesApart.Add(1)
+	}
+}
+
 // end marks the end of a call that begin started. A caller's cancellation
 // records nothing against the node: it says nothing about it. A failure
 // that is the node's fault always records the failure penalty, so that a
 // node failing fast does not look fast.
 func (r *Replica) end(ctx context.Context, c call, err error) {
+	sh := &r.shards[c.shard]
 	if c.global {
 		r.inFlight.Add(-1)
+		if err == nil && c.kind != callOther {
+			r.count(c.shard, c.kind == callRead)
+		}
 	} else {
-		r.shards[c.shard].ended.Add(1)
+		switch {
+		case err != nil || c.kind == callOther:
+			sh.ended.Add(1)
+		case c.kind == callRead:
+			sh.reads.Add(1)
+		default:
+			sh.writes.Add(1)
+		}
 	}
 	if err != nil {
 		if isCallerDone(ctx, err) {

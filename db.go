@@ -360,10 +360,10 @@ func (db *DB) readPrimary() (*Replica, error) {
 	return p, nil
 }
 
-// served records a query that rt's node answered: its counter, and the
-// session's node for a read or the end of a write outage for a write.
-func (db *DB) served(ctx context.Context, rt route, shard uint8) {
-	rt.r.count(shard, rt.read)
+// served records a query that rt's node answered: the session's node for
+// a read, or the end of a write outage for a write. (The call's end
+// counted it.)
+func (db *DB) served(ctx context.Context, rt route) {
 	if rt.read {
 		noteRead(ctx, rt)
 	} else {
@@ -497,16 +497,6 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 	return next, true
 }
 
-// count records a statement served by r, in the counter shard the call
-// began in.
-func (r *Replica) count(shard uint8, read bool) {
-	sh := &r.shards[shard]
-	if read {
-		sh.reads.Add(1)
-	} else {
-		sh.writes.Add(1)
-	}
-}
 
 // closedErr turns the error of a call that raced with Close into ErrClosed.
 func (db *DB) closedErr(err error) error {
@@ -537,19 +527,19 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 		db.sent(rt)
 		var rows *sql.Rows
 		var err error
-		var shard uint8
 		if db.hedgeable(rt) {
 			a := db.hedgedRead(ctx, rt, query, args, false, &tried)
-			rows, err, rt.r, shard = a.rows, a.err, a.r, shardOf()
+			if rows, err, rt.r = a.rows, a.err, a.r; err == nil {
+				rt.r.count(shardOf(), true)
+			}
 		} else {
-			c := rt.r.begin()
+			c := rt.r.begin(callKindOf(rt))
 			rows, err = rt.r.db.QueryContext(ctx, query, args...)
 			rt.r.end(ctx, c, err)
-			shard = c.shard
 		}
 		db.done(rt)
 		if err == nil {
-			db.served(ctx, rt, shard)
+			db.served(ctx, rt)
 			return rows, nil
 		}
 		var ok bool
@@ -575,20 +565,20 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 		db.sent(rt)
 		var row *sql.Row
 		var err error
-		var shard uint8
 		if db.hedgeable(rt) {
 			a := db.hedgedRead(ctx, rt, query, args, true, &tried)
-			row, err, rt.r, shard = a.row, a.err, a.r, shardOf()
+			if row, err, rt.r = a.row, a.err, a.r; err == nil {
+				rt.r.count(shardOf(), true)
+			}
 		} else {
-			c := rt.r.begin()
+			c := rt.r.begin(callKindOf(rt))
 			row = rt.r.db.QueryRowContext(ctx, query, args...)
 			err = row.Err()
 			rt.r.end(ctx, c, err)
-			shard = c.shard
 		}
 		db.done(rt)
 		if err == nil {
-			db.served(ctx, rt, shard)
+			db.served(ctx, rt)
 			return row
 		}
 		var ok bool
@@ -611,14 +601,13 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if err != nil {
 		return nil, err
 	}
-	c := r.begin()
+	c := r.begin(callWrite)
 	res, err := r.db.ExecContext(ctx, query, args...)
 	r.end(ctx, c, err)
 	if err != nil {
 		db.writeFailed(ctx, err)
 		return nil, db.closedErr(err)
 	}
-	r.count(c.shard, false)
 	db.wrote()
 	if o := optionsOf(ctx); o != nil && (o.session != nil || o.concern != nil) {
 		return db.afterWrite(ctx, o, res)
@@ -691,7 +680,7 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 	var tried triedNodes
 	for {
 		db.sent(rt)
-		start := rt.r.begin()
+		start := rt.r.begin(callOther)
 		tx, err := rt.r.db.BeginTx(ctx, opts)
 		rt.r.end(ctx, start, err)
 		db.done(rt)

@@ -176,7 +176,7 @@ func (h *hedged) run(rt route) *attempt {
 	h.first = a1
 	timer := time.AfterFunc(db.cfg.hedging.delay(rt.r), h.hedge)
 
-	c1 := a1.r.begin()
+	c1 := a1.r.begin(callOther)
 	h.call(ctx1, a1)
 	a1.r.end(h.ctx, c1, a1.err)
 	timer.Stop()
@@ -316,7 +316,7 @@ func (h *hedged) launch(rt route, wg *sync.WaitGroup, failed chan<- struct{}) bo
 	db.sent(rt)
 	db.log.Debug("rwsplit: read slow; hedging on another node", "node", h.first.r.name, "hedge", rt.r.name)
 	wg.Go(func() {
-		c := a.r.begin()
+		c := a.r.begin(callOther)
 		h.call(ctx2, a)
 		a.r.end(h.ctx, c, a.err)
 		db.done(rt)
