@@ -491,3 +491,43 @@ func TestCallerCancellationIsNotNodeFault(t *testing.T) {
 		t.Errorf("cancellation counted against the node: errors %d latency %s", n.Errors, n.Latency)
 	}
 }
+
+// A call ends exactly once whatever its outcome: failed reads and writes
+// are not counted as served and leave nothing in flight.
+func TestAccountingAfterFailures(t *testing.T) {
+	c := newCluster(t, 1, WithHysteresis(100, 1))
+	ctx := context.Background()
+	boom := errors.New("syntax error")
+	c.replicas[0].SetQueryError(boom)
+	c.primary.SetExecError(boom)
+	for range 3 {
+		if _, err := c.db.QueryContext(ctx, "SELECT 1"); !errors.Is(err, boom) {
+			t.Fatalf("query: %v", err)
+		}
+		if _, err := c.db.ExecContext(ctx, "UPDATE t SET a = 1"); !errors.Is(err, boom) {
+			t.Fatalf("exec: %v", err)
+		}
+	}
+	c.replicas[0].SetQueryError(nil)
+	c.primary.SetExecError(nil)
+	served(t, ctx, c.db, "SELECT 1")
+	if _, err := c.db.ExecContext(ctx, "UPDATE t SET a = 1"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback()
+	for _, n := range c.db.Stats().Nodes {
+		if n.InFlight != 0 {
+			t.Errorf("%s: %d calls in flight after every call returned", n.Name, n.InFlight)
+		}
+		if n.Role == RoleReplica && n.Reads != 1 {
+			t.Errorf("%s counted %d reads, want 1", n.Name, n.Reads)
+		}
+		if n.Role == RolePrimary && (n.Writes != 1 || n.Reads != 0) {
+			t.Errorf("%s counted %d writes and %d reads, want 1 and 0", n.Name, n.Writes, n.Reads)
+		}
+	}
+}
