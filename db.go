@@ -497,7 +497,6 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 	return next, true
 }
 
-
 // closedErr turns the error of a call that raced with Close into ErrClosed.
 func (db *DB) closedErr(err error) error {
 	if err != nil && db.closed.Load() {
