@@ -80,7 +80,10 @@ const (
 func WithAutoFailover(a AutoFailover) Option {
 	a.Admin = append([]*sql.DB(nil), a.Admin...)
 	a.Addrs = append([]string(nil), a.Addrs...)
-	return optionFunc(func(c *config) { c.auto = &a })
+	return optionFunc(func(c *config) {
+		cp := a // each DB fills in its own defaults and addresses
+		c.auto = &cp
+	})
 }
 
 // validate checks the settings against the number of nodes; addrs are the

@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"database/sql"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,19 @@ func TestAutoFailoverDefaultsAndClose(t *testing.T) {
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// One Option used for two DBs: each takes its own addresses (Open
+	// passes those of its DSNs) and defaults.
+	opt := WithAutoFailover(AutoFailover{Admin: admins})
+	for _, addrs := range [][]string{{"h1:5432", "h2:5432"}, {"h3:5432", "h4:5432"}} {
+		c := defaultConfig()
+		opt.apply(&c)
+		if err := c.validate(2, addrs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.auto.Addrs, addrs) {
+			t.Errorf("addresses %v, want %v", c.auto.Addrs, addrs)
+		}
 	}
 	for i, a := range admins {
 		if err := a.Ping(); err == nil || !strings.Contains(err.Error(), "closed") {
