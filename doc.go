@@ -70,6 +70,17 @@
 // answer wins, so a hung replica costs a read that delay rather than the
 // caller's deadline.
 //
+// # Failover
+//
+// The probes learn each node's role, so the DB follows a promotion made by
+// anyone: writes move to the node that takes them, and [DB.Primary] with
+// them. While there is none, writes fail at once with [ErrNoPrimary] (or
+// wait up to [WithPrimaryWait]); a write never goes to a node not known to
+// be the primary. On PostgreSQL a node writable on an older timeline than
+// the highest seen is fenced; two writable nodes that cannot be told apart
+// make writes fail with [ErrSplitBrain]. [WithAutoFailover] (off by
+// default, for a single writer process) promotes a replica itself.
+//
 // # Policies
 //
 // [LeastLatency] (the default) and [LeastInFlight] use the power of two
