@@ -171,10 +171,10 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 		a.running.Load() || db.writeBlock.Load() != nil {
 		return
 	}
-	var candidates []*Replica
+	var candidates []int // indexes in db.nodes
 	for i, r := range db.nodes {
 		if r != cur && results[i].err == nil && results[i].roleKnown && !results[i].primary && !r.fenced.Load() {
-			candidates = append(candidates, r)
+			candidates = append(candidates, i)
 		}
 	}
 	a.lastTry = now
@@ -215,17 +215,18 @@ type candidate struct {
 	streaming bool   // still connected to the old primary
 }
 
-// promote chooses a replica, promotes it and points the other replicas at
-// it.
-func (db *DB) promote(ctx context.Context, old *Replica, rs []*Replica) error {
+// promote chooses one of the nodes at the indexes candidates, promotes it
+// and points the other replicas at it.
+func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error {
 	d := db.positions.Load()
 	if d != dialectPostgres && d != dialectMariaDB {
 		return fmt.Errorf("automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
 	}
 	var cands []candidate
 	var lastErr error
-	for _, r := range rs {
-		c := candidate{r: r, admin: db.auto.cfg.Admin[db.nodeIndex(r)], addr: db.auto.cfg.Addrs[db.nodeIndex(r)]}
+	for _, i := range candidates {
+		r := db.nodes[i]
+		c := candidate{r: r, admin: db.auto.cfg.Admin[i], addr: db.auto.cfg.Addrs[i]}
 		var err error
 		if d == dialectPostgres {
 			err = pgReceived(ctx, &c)
@@ -264,11 +265,11 @@ func (db *DB) promote(ctx context.Context, old *Replica, rs []*Replica) error {
 	}
 	db.auto.promotions.Add(1)
 	db.log.Warn("rwsplit: replica promoted", "node", chosen.r.name)
-	for _, r := range db.nodes {
+	for i, r := range db.nodes {
 		if r == chosen.r || r == old {
 			continue
 		}
-		admin := db.auto.cfg.Admin[db.nodeIndex(r)]
+		admin := db.auto.cfg.Admin[i]
 		if d == dialectPostgres {
 			err = pgFollow(ctx, admin, chosen.addr)
 		} else {
@@ -281,15 +282,6 @@ func (db *DB) promote(ctx context.Context, old *Replica, rs []*Replica) error {
 		}
 	}
 	return nil
-}
-
-func (db *DB) nodeIndex(r *Replica) int {
-	for i, n := range db.nodes {
-		if n == r {
-			return i
-		}
-	}
-	return -1
 }
 
 // pgReceived reads how much WAL a standby has received (or replayed,

@@ -321,13 +321,13 @@ func (r *Replica) count(shard uint8, read bool) {
 // that is the node's fault always records the failure penalty, so that a
 // node failing fast does not look fast.
 func (r *Replica) end(ctx context.Context, c call, err error) {
-	sh := &r.shards[c.shard]
 	if c.global {
 		r.inFlight.Add(-1)
 		if err == nil && c.kind != callOther {
 			r.count(c.shard, c.kind == callRead)
 		}
 	} else {
+		sh := &r.shards[c.shard]
 		switch {
 		case err != nil || c.kind == callOther:
 			sh.ended.Add(1)

@@ -109,6 +109,43 @@ func BenchmarkExecSerial(b *testing.B) {
 	}
 }
 
+// BenchmarkRouting measures rwsplit's own work per call, without the
+// driver: for a read, classify, route, account and note it as served; for
+// a write, check the primary, account and note it.
+func BenchmarkRouting(b *testing.B) {
+	db := newCluster(b, 1).db
+	ctx := context.Background()
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rt, err := db.routeRead(ctx, benchQuery)
+			if err != nil || !rt.read {
+				b.Fatalf("routed to %v (read %v): %v", rt.r, rt.read, err)
+			}
+			db.sent(rt)
+			c := rt.r.begin(callKindOf(rt))
+			rt.r.end(ctx, c, nil)
+			db.done(rt)
+			db.served(ctx, rt)
+		}
+	})
+	b.Run("write", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r, err := db.writer(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := r.begin(callWrite)
+			r.end(ctx, c, nil)
+			db.wrote()
+			if o := optionsOf(ctx); o != nil {
+				b.Fatal("options on a plain context")
+			}
+		}
+	})
+}
+
 // BenchmarkPoolStats measures what LeastInFlight would pay per pick to also
 // weigh sql.DBStats.InUse: (*sql.DB).Stats takes the pool's mutex, which
 // every query and every returned connection also takes.
