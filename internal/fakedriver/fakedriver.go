@@ -101,8 +101,12 @@ type Server struct {
 	name      string
 	nameValue driver.Value // name boxed once so Rows.Next does not allocate
 
-	counts   [numKinds]atomic.Int64
-	inFlight atomic.Int64
+	// Counters, sharded by connection: a real server keeps its counters
+	// in another process, so the fake must not make the clients' cores
+	// share a cache line that every operation writes. The read-mostly
+	// fields below are written by tests only.
+	shards  [numShards]opShard
+	connSeq atomic.Uint32
 
 	record atomic.Bool
 	logMu  sync.Mutex
@@ -120,6 +124,16 @@ type Server struct {
 	gateMu sync.Mutex
 	gates  atomic.Pointer[[]*gate] // immutable slice, replaced under gateMu
 }
+
+// opShard holds the counters of the connections assigned to it, on cache
+// lines of its own.
+type opShard struct {
+	counts   [numKinds]atomic.Int64
+	inFlight atomic.Int64
+	_        [128 - (numKinds+1)*8%128]byte
+}
+
+const numShards = 8
 
 type gate struct {
 	ch   chan struct{}
@@ -149,14 +163,20 @@ func (s *Server) Count(kind Kind) int64 {
 	if kind < 0 || kind >= numKinds {
 		return 0
 	}
-	return s.counts[kind].Load()
+	var n int64
+	for i := range s.shards {
+		n += s.shards[i].counts[kind].Load()
+	}
+	return n
 }
 
 // ResetCounts sets all counts to zero. It does not clear the log
 // (see ResetLog).
 func (s *Server) ResetCounts() {
-	for i := range s.counts {
-		s.counts[i].Store(0)
+	for i := range s.shards {
+		for k := range s.shards[i].counts {
+			s.shards[i].counts[k].Store(0)
+		}
 	}
 }
 
@@ -276,12 +296,18 @@ func (s *Server) Block() (release func()) {
 // InFlight returns the number of operations currently executing on the
 // server (connect, query, exec, prepare, begin, ping), including those
 // waiting on Block or latency.
-func (s *Server) InFlight() int64 { return s.inFlight.Load() }
+func (s *Server) InFlight() int64 {
+	var n int64
+	for i := range s.shards {
+		n += s.shards[i].inFlight.Load()
+	}
+	return n
+}
 
 // ---- internals ----
 
-func (s *Server) add(kind Kind, query string, t *txState) {
-	s.counts[kind].Add(1)
+func (s *Server) add(sh *opShard, kind Kind, query string, t *txState) {
+	sh.counts[kind].Add(1)
 	if s.record.Load() {
 		e := Entry{Kind: kind, Query: query}
 		if t != nil && t.active {
@@ -362,13 +388,14 @@ func (fakeAddr) Network() string  { return "tcp" }
 func (a fakeAddr) String() string { return string(a) }
 
 func (s *Server) connect(ctx context.Context) (driver.Conn, error) {
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	sh := &s.shards[s.connSeq.Add(1)%numShards]
+	sh.inFlight.Add(1)
+	defer sh.inFlight.Add(-1)
 	if s.down.Load() {
-		s.add(Refused, "", nil)
+		s.add(sh, Refused, "", nil)
 		return nil, s.refusedErr()
 	}
-	s.add(Connect, "", nil)
+	s.add(sh, Connect, "", nil)
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -376,7 +403,7 @@ func (s *Server) connect(ctx context.Context) (driver.Conn, error) {
 	if s.down.Load() {
 		return nil, s.refusedErr()
 	}
-	return &conn{s: s, gen: gen}, nil
+	return &conn{s: s, sh: sh, gen: gen}, nil
 }
 
 func (s *Server) refusedErr() error {
@@ -412,6 +439,7 @@ type txState struct {
 // need no locking.
 type conn struct {
 	s      *Server
+	sh     *opShard // where its operations are counted
 	gen    int64
 	tx     txState
 	closed bool
@@ -445,10 +473,10 @@ func (c *conn) bad() bool {
 func (c *conn) start(ctx context.Context, kind Kind, query string) error {
 	s := c.s
 	if c.bad() {
-		s.add(Refused, query, &c.tx)
+		s.add(c.sh, Refused, query, &c.tx)
 		return driver.ErrBadConn
 	}
-	s.add(kind, query, &c.tx)
+	s.add(c.sh, kind, query, &c.tx)
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
@@ -460,8 +488,8 @@ func (c *conn) start(ctx context.Context, kind Kind, query string) error {
 
 func (c *conn) query(ctx context.Context, q string) (driver.Rows, error) {
 	s := c.s
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	c.sh.inFlight.Add(1)
+	defer c.sh.inFlight.Add(-1)
 	if err := c.start(ctx, Query, q); err != nil {
 		return nil, err
 	}
@@ -483,8 +511,8 @@ func (c *conn) query(ctx context.Context, q string) (driver.Rows, error) {
 
 func (c *conn) exec(ctx context.Context, q string) (driver.Result, error) {
 	s := c.s
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	c.sh.inFlight.Add(1)
+	defer c.sh.inFlight.Add(-1)
 	if err := c.start(ctx, Exec, q); err != nil {
 		return nil, err
 	}
@@ -509,9 +537,8 @@ func (c *conn) ExecContext(ctx context.Context, q string, _ []driver.NamedValue)
 func (c *conn) CheckNamedValue(*driver.NamedValue) error { return nil }
 
 func (c *conn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	s := c.s
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	c.sh.inFlight.Add(1)
+	defer c.sh.inFlight.Add(-1)
 	if err := c.start(ctx, Prepare, q); err != nil {
 		return nil, err
 	}
@@ -523,9 +550,8 @@ func (c *conn) Prepare(q string) (driver.Stmt, error) {
 }
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	s := c.s
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	c.sh.inFlight.Add(1)
+	defer c.sh.inFlight.Add(-1)
 	c.tx = txState{active: true, readOnly: opts.ReadOnly, iso: opts.Isolation}
 	if err := c.start(ctx, Begin, ""); err != nil {
 		c.tx = txState{}
@@ -541,8 +567,8 @@ func (c *conn) Begin() (driver.Tx, error) {
 
 func (c *conn) Ping(ctx context.Context) error {
 	s := c.s
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	c.sh.inFlight.Add(1)
+	defer c.sh.inFlight.Add(-1)
 	if err := c.start(ctx, Ping, ""); err != nil {
 		return err
 	}
@@ -610,10 +636,10 @@ func (t *tx) end(kind Kind) error {
 	c := t.c
 	defer func() { c.tx = txState{} }()
 	if c.bad() {
-		c.s.add(Refused, "", &c.tx)
+		c.s.add(c.sh, Refused, "", &c.tx)
 		return driver.ErrBadConn
 	}
-	c.s.add(kind, "", &c.tx)
+	c.s.add(c.sh, kind, "", &c.tx)
 	return nil
 }
 
