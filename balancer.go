@@ -19,33 +19,33 @@ import (
 // The same *Replica stands for a node for the life of the [DB], whatever
 // role the node has.
 type Replica struct {
-	// Read on every call, written rarely: kept apart from the counters
-	// below, which every call writes, so that reading them does not miss
-	// the cache whenever another core has just counted a call.
-	name      string
-	db        *sql.DB
-	monitor   *sql.DB // what the health probes use: db, or a WithMonitor handle
-	owner     *DB     // nil for replicas built by tests of policies
-	weight    int     // from Weighted; 1 otherwise
-	role      atomic.Int32
-	rampStart atomic.Int64 // monotime the node came back (slow start); 0 none
-
-	// Health, kept by the health goroutine and by failing calls.
-	healthy       atomic.Bool                  // in rotation
-	failStreak    atomic.Int32                 // consecutive failures, probes and traffic
-	okStreak      int                          // consecutive successful probes (health goroutine only)
-	probedPrimary atomic.Bool                  // the last probe said the node takes writes
-	lag           atomic.Int64                 // replication lag in ns; lagUnknown, lagBroken
-	lastErr       atomic.Value                 // string: the last failure's message
-	pos           atomic.Pointer[nodePosition] // the last probe's position; nil before one
-	pollUntil     atomic.Int64                 // monotime until which sessions wait for its position
-	polling       atomic.Bool                  // a poller reads its position
-	fenced        atomic.Bool                  // takes writes on an old timeline: never used
-
+	// Read on every call, written rarely: together at the start, and kept
+	// apart from the counters below, which every call writes, so that
+	// reading them does not miss the cache whenever another core has just
+	// counted a call.
+	db            *sql.DB
+	role          atomic.Int32
+	failStreak    atomic.Int32 // consecutive failures, probes and traffic
+	rampStart     atomic.Int64 // monotime the node came back (slow start); 0 none
+	healthy       atomic.Bool  // in rotation
+	probedPrimary atomic.Bool  // the last probe said the node takes writes
+	fenced        atomic.Bool  // takes writes on an old timeline: never used
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
 	trackGlobal atomic.Bool
 	measured    atomic.Bool // ewma holds an observation
+	owner       *DB         // nil for replicas built by tests of policies
+	name        string
+	monitor     *sql.DB // what the health probes use: db, or a WithMonitor handle
+	weight      int     // from Weighted; 1 otherwise
+
+	// Kept by the health goroutine and the position pollers.
+	okStreak  int                          // consecutive successful probes (health goroutine only)
+	lag       atomic.Int64                 // replication lag in ns; lagUnknown, lagBroken
+	lastErr   atomic.Value                 // string: the last failure's message
+	pos       atomic.Pointer[nodePosition] // the last probe's position; nil before one
+	pollUntil atomic.Int64                 // monotime until which sessions wait for its position
+	polling   atomic.Bool                  // a poller reads its position
 
 	_ [cacheLine]byte
 
@@ -100,7 +100,7 @@ func (r *Replica) InFlight() int64 {
 		sh := &r.shards[i]
 		// The ends first: begun, read after them, is at least the count
 		// of calls begun by then, so no shard reads negative.
-		ended := sh.ended.Load() + sh.reads.Load() + sh.writes.Load()
+		ended := sh.done[callOther].Load() + sh.done[callRead].Load() + sh.done[callWrite].Load()
 		n += int64(sh.begun.Load() - ended)
 	}
 	return n
@@ -109,17 +109,16 @@ func (r *Replica) InFlight() int64 {
 // counterShard is one cache line of per-call counters. A call counted in
 // the shard is in flight from begun until it ends: as a read or a write
 // that succeeded (reads, writes: one increment both ends the call and
-// counts it) or otherwise (ended). begun also numbers the calls, which
-// chooses the ones whose latency is timed. Calls counted in the node's
-// shared inFlight, and hedged reads, count their reads and writes apart.
+// counts it) or otherwise (ended): done, indexed by the call's kind.
+// begun also numbers the calls, which chooses the ones whose latency is
+// timed. Calls counted in the node's shared inFlight, and hedged reads,
+// count their reads and writes apart.
 type counterShard struct {
 	begun       atomic.Uint64
-	ended       atomic.Uint64
-	reads       atomic.Uint64
-	writes      atomic.Uint64
+	done        [4]atomic.Uint64 // [callOther]: ended; [callRead]: reads; [callWrite]: writes; [3] unused
 	readsApart  atomic.Uint64
 	writesApart atomic.Uint64
-	_           [cacheLine - 48]byte
+	_           [cacheLine - 64]byte
 }
 
 const numShards = 16
@@ -132,12 +131,13 @@ func shardOf() uint8 {
 	return uint8((uint64(uintptr(unsafe.Pointer(&b))>>13) * 0x9E3779B97F4A7C15) >> 60)
 }
 
-// call is what begin hands to end.
+// call is what begin hands to end. It has four fields, so it travels in
+// registers.
 type call struct {
-	start  int64 // monotime when the call is timed; -1 when not
-	shard  uint8
-	global bool     // counted in inFlight rather than the shard
-	kind   callKind // what end counts when the call succeeds
+	start int64          // monotime when the call is timed; -1 when not
+	ctr   *atomic.Uint64 // what a success counts, when nothing else is to do: set by begin's common case only
+	shard uint8
+	kind  callKind // what end counts when the call succeeds; callGlobal: counted in inFlight rather than the shard
 }
 
 // callKind says what a successful call counts as: a read, a write, or
@@ -148,6 +148,8 @@ const (
 	callOther callKind = iota
 	callRead
 	callWrite
+
+	callGlobal callKind = 4 // a flag: counted in inFlight rather than the shard
 )
 
 // callKindOf is the kind of a call on route rt.
@@ -161,7 +163,7 @@ func callKindOf(rt route) callKind {
 func (r *Replica) reads() uint64 {
 	var n uint64
 	for i := range r.shards {
-		n += r.shards[i].reads.Load() + r.shards[i].readsApart.Load()
+		n += r.shards[i].done[callRead].Load() + r.shards[i].readsApart.Load()
 	}
 	return n
 }
@@ -169,7 +171,7 @@ func (r *Replica) reads() uint64 {
 func (r *Replica) writes() uint64 {
 	var n uint64
 	for i := range r.shards {
-		n += r.shards[i].writes.Load() + r.shards[i].writesApart.Load()
+		n += r.shards[i].done[callWrite].Load() + r.shards[i].writesApart.Load()
 	}
 	return n
 }
@@ -285,21 +287,41 @@ func (r *Replica) observeIdle(sample, now int64) {
 // the rest of the accounting; a sample of the calls keeps the estimate
 // fresh under load, the health probes refresh an idle node's, and the
 // first call to a node without an estimate is always timed.
-const latencySampleEvery = 16
+const latencySampleEvery = 64
 
 // begin marks the start of a call on the node; a successful call of kind
-// read or write counts as one when it ends.
+// read or write counts as one when it ends. The common case (counted in
+// the goroutine's shard, not timed) takes one atomic increment and hands
+// end the counter that ends the call.
 func (r *Replica) begin(kind callKind) call {
-	c := call{start: -1, shard: shardOf(), kind: kind}
-	var timed bool
-	if r.trackGlobal.Load() {
-		c.global = true
-		r.inFlight.Add(1)
-		timed = rand.Uint32()%latencySampleEvery == 0
-	} else {
-		timed = r.shards[c.shard].begun.Add(1)%latencySampleEvery == 0
+	shard := shardOf()
+	var n uint64
+	if !r.trackGlobal.Load() && r.measured.Load() {
+		sh := &r.shards[shard]
+		if n = sh.begun.Add(1); n%latencySampleEvery != 0 && r.failStreak.Load() == 0 {
+			return call{start: -1, ctr: &sh.done[kind&3], shard: shard, kind: kind}
+		}
 	}
-	if timed || !r.measured.Load() {
+	return r.beginSlow(kind, shard, n)
+}
+
+// beginSlow is begin for a call that is timed, counted in the shared
+// inFlight, made on a node without a latency estimate (whose calls are
+// all timed until one answers), or made on a node with failures in a row
+// (whose next success resets their count). n is the call's number in its
+// shard if begin counted it there already, and 0 if not.
+func (r *Replica) beginSlow(kind callKind, shard uint8, n uint64) call {
+	c := call{start: -1, shard: shard, kind: kind}
+	switch {
+	case n != 0:
+	case r.trackGlobal.Load():
+		c.kind |= callGlobal
+		r.inFlight.Add(1)
+		n = uint64(rand.Uint32())
+	default:
+		n = r.shards[shard].begun.Add(1)
+	}
+	if n%latencySampleEvery == 0 || !r.measured.Load() {
 		c.start = monotime()
 	}
 	return c
@@ -319,22 +341,28 @@ func (r *Replica) count(shard uint8, read bool) {
 // end marks the end of a call that begin started. A caller's cancellation
 // records nothing against the node: it says nothing about it. A failure
 // that is the node's fault always records the failure penalty, so that a
-// node failing fast does not look fast.
+// node failing fast does not look fast. In the common case, a success
+// that begin gave a counter, one increment ends and counts the call.
 func (r *Replica) end(ctx context.Context, c call, err error) {
-	if c.global {
+	if c.ctr != nil && err == nil {
+		c.ctr.Add(1)
+		return
+	}
+	r.endSlow(ctx, c, err)
+}
+
+func (r *Replica) endSlow(ctx context.Context, c call, err error) {
+	if c.kind&callGlobal != 0 {
 		r.inFlight.Add(-1)
-		if err == nil && c.kind != callOther {
-			r.count(c.shard, c.kind == callRead)
+		if kind := c.kind &^ callGlobal; err == nil && kind != callOther {
+			r.count(c.shard, kind == callRead)
 		}
 	} else {
 		sh := &r.shards[c.shard]
-		switch {
-		case err != nil || c.kind == callOther:
-			sh.ended.Add(1)
-		case c.kind == callRead:
-			sh.reads.Add(1)
-		default:
-			sh.writes.Add(1)
+		if err != nil {
+			sh.done[callOther].Add(1)
+		} else {
+			sh.done[c.kind&3].Add(1)
 		}
 	}
 	if err != nil {
@@ -365,12 +393,22 @@ func (r *Replica) end(ctx context.Context, c call, err error) {
 type snapshot struct {
 	replicas []*Replica
 	picker   Picker
+	// only is the replica every pick returns, when the policy is one of
+	// the built-in ones that always pick the only eligible replica: the
+	// pick then costs no call.
+	only *Replica
 }
 
 func newSnapshot(p Policy, replicas []*Replica) *snapshot {
 	s := &snapshot{replicas: replicas}
 	if len(replicas) > 0 {
 		s.picker = p.Build(replicas)
+	}
+	if len(replicas) == 1 {
+		switch p.(type) {
+		case *roundRobin, *randomPolicy, *leastInFlight, *leastLatency:
+			s.only = replicas[0]
+		}
 	}
 	return s
 }
@@ -387,11 +425,16 @@ func (s *snapshot) has(r *Replica) bool {
 
 // pick returns a replica for a read, or nil when none is eligible.
 func (s *snapshot) pick(info PickInfo) *Replica {
-	if s.picker == nil {
-		return nil
+	r := s.only
+	if r == nil {
+		if s.picker == nil {
+			return nil
+		}
+		if r = s.picker.Pick(info); r == nil {
+			return nil
+		}
 	}
-	r := s.picker.Pick(info)
-	if r == nil || r.Role() != RoleReplica {
+	if r.Role() != RoleReplica {
 		return nil
 	}
 	if rs := r.rampStart.Load(); rs != 0 {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rwsplit/rwsplit/internal/sqlclass"
 )
 
 // DB is one primary and any number of read replicas behind the method set
@@ -19,8 +21,21 @@ import (
 // A DB is safe for concurrent use by multiple goroutines. It owns the
 // *sql.DB handles it was given or opened and closes them in [DB.Close].
 type DB struct {
-	cfg     config
-	dialect *dialect // chooses the classifier's lexer; fixed
+	// Read by every call and written rarely, so kept together: a call
+	// then touches few of the DB's cache lines, which matters more than
+	// instructions once the driver's own work has pushed them out of the
+	// nearest cache.
+	closed        atomic.Bool
+	awaitingWrite atomic.Bool      // a primary change waits for its first successful write
+	class         sqlclass.Dialect // the classifier's lexer: dialect.class; fixed
+	primary       atomic.Pointer[Replica]
+	snap          atomic.Pointer[snapshot]
+	writeBlock    atomic.Pointer[error] // why writes are refused (split brain); nil: accepted
+	replicaCount  int                   // replicas given to New or Open
+	classes       classCache
+	cfg           config // its fields read by every call come first
+
+	dialect *dialect // fixed
 
 	// positions is the dialect whose positions the probes read: dialect,
 	// or MariaDB once a probe found that a "mysql" driver talks to one.
@@ -29,12 +44,8 @@ type DB struct {
 	policy      Policy
 	log         *slog.Logger
 
-	nodes        []*Replica // every node, the configured primary first; fixed
-	replicaCount int        // replicas given to New or Open
-	primary      atomic.Pointer[Replica]
-	snap         atomic.Pointer[snapshot]
-	health       health
-	classes      classCache
+	nodes  []*Replica // every node, the configured primary first; fixed
+	health health
 
 	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
 	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
@@ -56,18 +67,15 @@ type DB struct {
 	hedgeTokens hedgeTokens
 
 	// Failover (see discoverRoles).
-	maxTimeline    uint64                // highest PostgreSQL timeline seen on a writable node (health goroutine only)
-	writeBlock     atomic.Pointer[error] // why writes are refused (split brain); nil: accepted
-	primaryChanges atomic.Uint64         // primary changes followed
-	fencings       atomic.Uint64         // nodes fenced for taking writes on an old timeline
-	splitBrains    atomic.Uint64         // times several writable nodes were seen
-	changedAt      atomic.Int64          // monotime of the last primary change
-	troubleAt      atomic.Int64          // monotime the primary was last seen in trouble; 0 none
-	lastOutage     atomic.Int64          // ns from trouble to the first write after the last change
-	awaitingWrite  atomic.Bool           // a primary change waits for its first successful write
-	auto           *autoFailover         // automatic promotion; nil: off
+	maxTimeline    uint64        // highest PostgreSQL timeline seen on a writable node (health goroutine only)
+	primaryChanges atomic.Uint64 // primary changes followed
+	fencings       atomic.Uint64 // nodes fenced for taking writes on an old timeline
+	splitBrains    atomic.Uint64 // times several writable nodes were seen
+	changedAt      atomic.Int64  // monotime of the last primary change
+	troubleAt      atomic.Int64  // monotime the primary was last seen in trouble; 0 none
+	lastOutage     atomic.Int64  // ns from trouble to the first write after the last change
+	auto           *autoFailover // automatic promotion; nil: off
 
-	closed  atomic.Bool
 	closeMu sync.Mutex // serialises Close
 }
 
@@ -156,7 +164,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		}
 	}
 
-	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
+	db := &DB{cfg: cfg, dialect: d, class: d.class, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
 	if cfg.auto != nil {
 		if !d.hasPositions() || d == dialectMySQL && cfg.dialect != "" {
 			return nil, configError(op, "WithAutoFailover: automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
@@ -274,20 +282,32 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 	return db, nil
 }
 
-// route is where a call goes.
+// route is where a call goes. It has at most four fields, so that the
+// compiler passes it in registers: a fifth field sends every copy through
+// memory, which costs a store-forwarding stall on each return.
 type route struct {
 	r        *Replica
 	read     bool // the statement is a pure read
 	fallback bool // a read on the primary for want of a replica: holds a fallback slot
-	session  bool // a read for a session: the session notes its node
-	// constrained: chosen for a consistency the policy's other picks may
-	// not meet (session, bounded staleness): not hedged.
-	constrained bool
+	pin      pin  // why the node was chosen rather than left to the policy
 }
+
+// pin says why a read's node was chosen outside the policy's pick.
+type pin uint8
+
+const (
+	pinNone    pin = iota
+	pinBounded     // bounded staleness: only nodes close enough qualify
+	pinSession     // a session's read: the session notes its node
+)
+
+// constrained says the node was chosen for a consistency that the
+// policy's other picks may not meet: such a read is not hedged.
+func (rt route) constrained() bool { return rt.pin != pinNone }
 
 // routeRead returns the node for a statement on the read path.
 func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
-	read := db.classes.isRead(db.dialect.class, query)
+	read := db.classes.isRead(db.class, query)
 	o := optionsOf(ctx)
 	if !read {
 		p, err := db.writer(ctx)
@@ -302,6 +322,11 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 		return route{r: p}, nil
 	}
 	if o == nil {
+		// The only replica, if it is one and not ramping up after a
+		// return, without the calls that the general case takes.
+		if r := db.snap.Load().only; r != nil && r.Role() == RoleReplica && r.rampStart.Load() == 0 {
+			return route{r: r, read: true}, nil
+		}
 		return db.routeReplica(ctx, query, nil)
 	}
 	return db.routeWith(ctx, o, query, nil)
@@ -339,15 +364,15 @@ func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query stri
 	}
 	snap := db.snap.Load()
 	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && fresh(r) {
-		return route{r: r, read: true, constrained: true}, nil
+		return route{r: r, read: true, pin: pinBounded}, nil
 	}
 	for _, r := range snap.replicas {
 		if fresh(r) {
-			return route{r: r, read: true, constrained: true}, nil
+			return route{r: r, read: true, pin: pinBounded}, nil
 		}
 	}
 	p, err := db.readPrimary()
-	return route{r: p, read: true, constrained: true}, err
+	return route{r: p, read: true, pin: pinBounded}, err
 }
 
 // readPrimary returns the primary for a read, or ErrNoPrimary when it is
@@ -364,17 +389,17 @@ func (db *DB) readPrimary() (*Replica, error) {
 // a read, or the end of a write outage for a write. (The call's end
 // counted it.)
 func (db *DB) served(ctx context.Context, rt route) {
-	if rt.read {
-		noteRead(ctx, rt)
-	} else {
+	if !rt.read {
 		db.wrote()
+	} else if rt.pin == pinSession {
+		noteRead(ctx, rt)
 	}
 }
 
 // noteRead tells the session of ctx, if rt was routed for one, which node
 // served its read.
 func noteRead(ctx context.Context, rt route) {
-	if rt.session {
+	if rt.pin == pinSession {
 		if o := optionsOf(ctx); o != nil && o.session != nil {
 			o.session.noteRead(rt.r)
 		}

@@ -540,6 +540,16 @@ const failoverFastPeriod = 10 * time.Second
 // fails at once with ErrNoPrimary (or ErrSplitBrain), or waits for a
 // primary up to the WithPrimaryWait bound.
 func (db *DB) writer(ctx context.Context) (*Replica, error) {
+	if e := db.writeBlock.Load(); e == nil {
+		if p := db.primary.Load(); p.writable() {
+			return p, nil
+		}
+	}
+	return db.awaitWriter(ctx)
+}
+
+// awaitWriter is writer when the primary was not writable at first sight.
+func (db *DB) awaitWriter(ctx context.Context) (*Replica, error) {
 	p, err := db.writable()
 	if err == nil || db.cfg.primaryWait <= 0 {
 		if err != nil {
@@ -571,16 +581,28 @@ func (db *DB) writable() (*Replica, error) {
 		return nil, *e
 	}
 	p := db.primary.Load()
-	if p.fenced.Load() || !p.healthy.Load() || !p.probedPrimary.Load() {
+	if !p.writable() {
 		return nil, ErrNoPrimary
 	}
 	return p, nil
 }
 
+// writable says whether the node may take writes as the primary: up,
+// writable as far as the probes know, and not fenced.
+func (r *Replica) writable() bool {
+	return !r.fenced.Load() && r.healthy.Load() && r.probedPrimary.Load()
+}
+
 // wrote notes a successful write: the first after a primary change ends
 // the write outage, which Stats reports.
 func (db *DB) wrote() {
-	if db.awaitingWrite.Load() && db.awaitingWrite.CompareAndSwap(true, false) {
+	if db.awaitingWrite.Load() {
+		db.firstWrite()
+	}
+}
+
+func (db *DB) firstWrite() {
+	if db.awaitingWrite.CompareAndSwap(true, false) {
 		if t := db.troubleAt.Swap(0); t != 0 {
 			db.lastOutage.Store(monotime() - t)
 		}

@@ -18,6 +18,10 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
+	// Read by every call: first, on the DB's hot cache line.
+	hedging       *Hedging // nil: off
+	fallbackLimit int      // reads in flight on the primary for want of a replica; <0 unlimited
+
 	policy   Policy
 	logger   *slog.Logger
 	dialect  string    // "" means: detect from the driver
@@ -29,9 +33,7 @@ type config struct {
 	ejectAfter     int           // consecutive failures that take a node out
 	reinstateAfter int           // consecutive successes that bring it back
 	maxLag         time.Duration // 0: no bound
-	fallbackLimit  int           // reads in flight on the primary for want of a replica; <0 unlimited
 	slowStart      time.Duration // ramp-up of a reinstated replica; 0 off
-	hedging        *Hedging      // nil: off
 
 	sessionKey    []byte        // signs session tokens; nil: unsigned
 	sessionWindow time.Duration // read-your-writes window without positions

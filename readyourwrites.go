@@ -562,7 +562,7 @@ func (db *DB) settleNow(ctx context.Context, s *Session, d *dialect, p *Replica,
 
 func (db *DB) sessionReplica(r *Replica) route {
 	db.sessionReplicaReads.Add(1)
-	return route{r: r, read: true, session: true, constrained: true}
+	return route{r: r, read: true, pin: pinSession}
 }
 
 func (db *DB) sessionPrimary(p *Replica) (route, error) {
@@ -570,7 +570,7 @@ func (db *DB) sessionPrimary(p *Replica) (route, error) {
 		return route{}, ErrNoPrimary
 	}
 	db.sessionPrimaryReads.Add(1)
-	return route{r: p, read: true, session: true, constrained: true}, nil
+	return route{r: p, read: true, pin: pinSession}, nil
 }
 
 // awaitCoverage waits up to the WithSessionWait bound for an eligible
