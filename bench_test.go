@@ -4,14 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rwsplit/rwsplit/internal/fakedriver"
 )
 
 // The benchmarks compare rwsplit with a raw *sql.DB over the same
 // in-memory driver in the same run; the ratio is the library's overhead.
+// The raw side is the very handle that rwsplit sends the call to (the
+// replica for a read, the primary for a write, in the one-replica
+// cluster), so the two sides share the pool, the fake server and their
+// places in memory, and differ only by rwsplit's own work.
 
 const benchQuery = "SELECT id, name FROM users WHERE id = $1"
 
@@ -20,28 +26,30 @@ type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func benchTargets(b *testing.B) []struct {
+type benchTarget struct {
 	name string
 	q    querier
-} {
-	raw := fakedriver.NewServer("raw").DB()
-	b.Cleanup(func() { raw.Close() })
-	targets := []struct {
-		name string
-		q    querier
-	}{{"raw", raw}}
+}
+
+// benchTargets returns raw, then rwsplit with 1, 2 and 4 replicas; raw is
+// the primary's handle of the one-replica cluster when write is set, and
+// its replica's otherwise.
+func benchTargets(b *testing.B, write bool) []benchTarget {
+	var targets []benchTarget
 	for _, n := range []int{1, 2, 4} {
 		c := newCluster(b, n)
-		targets = append(targets, struct {
-			name string
-			q    querier
-		}{fmt.Sprintf("rwsplit/replicas=%d", n), c.db})
+		targets = append(targets, benchTarget{fmt.Sprintf("rwsplit/replicas=%d", n), c.db})
 	}
-	return targets
+	one := targets[0].q.(*DB)
+	raw := one.nodes[1].db
+	if write {
+		raw = one.nodes[0].db
+	}
+	return append([]benchTarget{{"raw", raw}}, targets...)
 }
 
 func BenchmarkQuery(b *testing.B) {
-	for _, tg := range benchTargets(b) {
+	for _, tg := range benchTargets(b, false) {
 		b.Run(tg.name, func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -60,7 +68,7 @@ func BenchmarkQuery(b *testing.B) {
 }
 
 func BenchmarkExec(b *testing.B) {
-	for _, tg := range benchTargets(b) {
+	for _, tg := range benchTargets(b, true) {
 		b.Run(tg.name, func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -80,7 +88,7 @@ func BenchmarkExec(b *testing.B) {
 // traffic of two cores sharing counters.
 
 func BenchmarkQuerySerial(b *testing.B) {
-	for _, tg := range benchTargets(b) {
+	for _, tg := range benchTargets(b, false) {
 		b.Run(tg.name, func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -96,7 +104,7 @@ func BenchmarkQuerySerial(b *testing.B) {
 }
 
 func BenchmarkExecSerial(b *testing.B) {
-	for _, tg := range benchTargets(b) {
+	for _, tg := range benchTargets(b, true) {
 		b.Run(tg.name, func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -107,6 +115,121 @@ func BenchmarkExecSerial(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkOverhead measures rwsplit against raw *sql.DB in one loop that
+// alternates between them, so that both sides see the same machine: on a
+// shared host the load of other tenants drifts from second to second, and
+// two benchmarks run one after the other can differ by more than the
+// overhead they are meant to show. Raw is the handle rwsplit sends the
+// call to (the one-replica cluster's replica for Query, its primary for
+// Exec). Serial runs alternate blocks of overheadBlock calls; parallel
+// runs switch sides together, every overheadPhase of wall time, so both
+// goroutines contend on the same pool at once. It reports each side's
+// ns/op (for parallel runs, per call across the goroutines, as RunParallel
+// reports it) and the overhead in percent.
+func BenchmarkOverhead(b *testing.B) {
+	c := newCluster(b, 1)
+	ctx := context.Background()
+	query := func(q querier) error {
+		rows, err := q.QueryContext(ctx, benchQuery, 1)
+		if err == nil {
+			rows.Close()
+		}
+		return err
+	}
+	exec := func(q querier) error {
+		_, err := q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "a", 1)
+		return err
+	}
+	ops := []struct {
+		name string
+		do   func(querier) error
+		raw  *sql.DB
+	}{{"Query", query, c.db.nodes[1].db}, {"Exec", exec, c.db.nodes[0].db}}
+	for _, op := range ops {
+		sides := [2]querier{op.raw, c.db}
+		b.Run(op.name+"/serial", func(b *testing.B) {
+			var t overheadTally
+			for i := 0; i < b.N; {
+				side := (i / overheadBlock) % 2
+				start := time.Now()
+				j := 0
+				for ; j < overheadBlock && i < b.N; j, i = j+1, i+1 {
+					if err := op.do(sides[side]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				t.add(side, time.Since(start), j)
+			}
+			t.report(b, 1)
+		})
+		b.Run(op.name+"/parallel", func(b *testing.B) {
+			var mu sync.Mutex
+			var total overheadTally
+			var goroutines atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				goroutines.Add(1)
+				var t overheadTally
+				for more := true; more; {
+					start := time.Now()
+					side := int(start.UnixNano()/int64(overheadPhase)) % 2
+					j := 0
+					for ; j < overheadBlock; j++ {
+						if more = pb.Next(); !more {
+							break
+						}
+						if err := op.do(sides[side]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					t.add(side, time.Since(start), j)
+				}
+				mu.Lock()
+				total.merge(t)
+				mu.Unlock()
+			})
+			total.report(b, int(goroutines.Load()))
+		})
+	}
+}
+
+const (
+	overheadBlock = 64
+	overheadPhase = time.Millisecond
+)
+
+// overheadTally sums the time and calls of each side: 0 raw, 1 rwsplit.
+type overheadTally struct {
+	d [2]time.Duration
+	n [2]int
+}
+
+func (t *overheadTally) add(side int, d time.Duration, n int) {
+	t.d[side] += d
+	t.n[side] += n
+}
+
+func (t *overheadTally) merge(o overheadTally) {
+	for i := range t.d {
+		t.add(i, o.d[i], o.n[i])
+	}
+}
+
+// report divides each side's time per call by the goroutines that shared
+// the wall clock.
+func (t *overheadTally) report(b *testing.B, goroutines int) {
+	if t.n[0] == 0 || t.n[1] == 0 {
+		return // too few calls to have run both sides
+	}
+	var per [2]float64
+	for i := range per {
+		per[i] = float64(t.d[i]) / float64(t.n[i]) / float64(goroutines)
+	}
+	b.ReportMetric(per[0], "raw-ns/op")
+	b.ReportMetric(per[1], "rwsplit-ns/op")
+	b.ReportMetric(100*(per[1]/per[0]-1), "overhead-%")
 }
 
 // BenchmarkRouting measures rwsplit's own work per call, without the
