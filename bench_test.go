@@ -149,21 +149,7 @@ func BenchmarkOverhead(b *testing.B) {
 	}{{"Query", query, c.db.nodes[1].db}, {"Exec", exec, c.db.nodes[0].db}}
 	for _, op := range ops {
 		sides := [2]querier{op.raw, c.db}
-		b.Run(op.name+"/serial", func(b *testing.B) {
-			var t overheadTally
-			for i := 0; i < b.N; {
-				side := (i / overheadBlock) % 2
-				start := time.Now()
-				j := 0
-				for ; j < overheadBlock && i < b.N; j, i = j+1, i+1 {
-					if err := op.do(sides[side]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				t.add(side, time.Since(start), j)
-			}
-			t.report(b, 1)
-		})
+		b.Run(op.name+"/serial", func(b *testing.B) { interleave(b, sides, op.do) })
 		b.Run(op.name+"/parallel", func(b *testing.B) {
 			var mu sync.Mutex
 			var total overheadTally
@@ -193,6 +179,85 @@ func BenchmarkOverhead(b *testing.B) {
 			total.report(b, int(goroutines.Load()))
 		})
 	}
+}
+
+// interleave runs do on the two sides in alternating blocks of
+// overheadBlock calls from one goroutine and reports the overhead of
+// sides[1] over sides[0].
+func interleave(b *testing.B, sides [2]querier, do func(querier) error) {
+	var t overheadTally
+	for i := 0; i < b.N; {
+		side := (i / overheadBlock) % 2
+		start := time.Now()
+		j := 0
+		for ; j < overheadBlock && i < b.N; j, i = j+1, i+1 {
+			if err := do(sides[side]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t.add(side, time.Since(start), j)
+	}
+	t.report(b, 1)
+}
+
+// BenchmarkOverheadParts splits a read's overhead: each part runs one
+// piece of rwsplit's work around a query on the replica's own handle,
+// interleaved with the raw handle as in BenchmarkOverhead. wrapper is the
+// call through the DB and its closed check alone; classify adds the
+// classification; route, the whole routing; account, the call's
+// accounting without the routing; both, routing and accounting (what
+// QueryContext does when nothing fails).
+func BenchmarkOverheadParts(b *testing.B) {
+	c := newCluster(b, 1)
+	ctx := context.Background()
+	raw := c.db.nodes[1].db
+	do := func(q querier) error {
+		rows, err := q.QueryContext(ctx, benchQuery, 1)
+		if err == nil {
+			rows.Close()
+		}
+		return err
+	}
+	for _, part := range []string{"wrapper", "classify", "route", "account", "both"} {
+		b.Run(part, func(b *testing.B) { interleave(b, [2]querier{raw, overheadPart{c.db, part}}, do) })
+	}
+}
+
+// overheadPart is a querier that does one part of DB.QueryContext's work.
+type overheadPart struct {
+	db   *DB
+	part string
+}
+
+func (p overheadPart) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	db := p.db
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := db.nodes[1]
+	switch p.part {
+	case "classify":
+		if !db.classes.isRead(db.class, query) {
+			return nil, fmt.Errorf("%q classified as a write", query)
+		}
+	case "route", "both":
+		rt, err := db.routeRead(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		r = rt.r
+	}
+	if p.part == "account" || p.part == "both" {
+		c := r.begin(callRead)
+		rows, err := r.db.QueryContext(ctx, query, args...)
+		r.end(ctx, c, err)
+		return rows, err
+	}
+	return r.db.QueryContext(ctx, query, args...)
+}
+
+func (p overheadPart) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, fmt.Errorf("overheadPart reads only")
 }
 
 const (
