@@ -237,7 +237,7 @@ func (p overheadPart) QueryContext(ctx context.Context, query string, args ...an
 	r := db.nodes[1]
 	switch p.part {
 	case "classify":
-		if !db.classes.isRead(db.class, query) {
+		if !db.classes.isRead(db.dialect.class, query) {
 			return nil, fmt.Errorf("%q classified as a write", query)
 		}
 	case "route", "both":

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rwsplit/rwsplit/internal/sqlclass"
 )
 
 // DB is one primary and any number of read replicas behind the method set
@@ -26,8 +24,7 @@ type DB struct {
 	// instructions once the driver's own work has pushed them out of the
 	// nearest cache.
 	closed        atomic.Bool
-	awaitingWrite atomic.Bool      // a primary change waits for its first successful write
-	class         sqlclass.Dialect // the classifier's lexer: dialect.class; fixed
+	awaitingWrite atomic.Bool // a primary change waits for its first successful write
 	primary       atomic.Pointer[Replica]
 	snap          atomic.Pointer[snapshot]
 	writeBlock    atomic.Pointer[error] // why writes are refused (split brain); nil: accepted
@@ -35,7 +32,7 @@ type DB struct {
 	classes       classCache
 	cfg           config // its fields read by every call come first
 
-	dialect *dialect // fixed
+	dialect *dialect // chooses the classifier's lexer; fixed
 
 	// positions is the dialect whose positions the probes read: dialect,
 	// or MariaDB once a probe found that a "mysql" driver talks to one.
@@ -164,7 +161,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		}
 	}
 
-	db := &DB{cfg: cfg, dialect: d, class: d.class, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
+	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
 	if cfg.auto != nil {
 		if !d.hasPositions() || d == dialectMySQL && cfg.dialect != "" {
 			return nil, configError(op, "WithAutoFailover: automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
@@ -307,7 +304,7 @@ func (rt route) constrained() bool { return rt.pin != pinNone }
 
 // routeRead returns the node for a statement on the read path.
 func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
-	read := db.classes.isRead(db.class, query)
+	read := db.classes.isRead(db.dialect.class, query)
 	o := optionsOf(ctx)
 	if !read {
 		p, err := db.writer(ctx)
