@@ -219,7 +219,8 @@ type candidate struct {
 // and points the other replicas at it.
 func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error {
 	d := db.positions.Load()
-	if d != dialectPostgres && d != dialectMariaDB {
+	pr := d.promoter
+	if pr == nil {
 		return fmt.Errorf("automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
 	}
 	var cands []candidate
@@ -227,13 +228,7 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 	for _, i := range candidates {
 		r := db.nodes[i]
 		c := candidate{r: r, admin: db.auto.cfg.Admin[i], addr: db.auto.cfg.Addrs[i]}
-		var err error
-		if d == dialectPostgres {
-			err = pgReceived(ctx, &c)
-		} else {
-			err = mariaReceived(ctx, &c)
-		}
-		if err != nil {
+		if err := pr.received(ctx, &c); err != nil {
 			lastErr = fmt.Errorf("%s: %w", r.name, err)
 			db.log.Warn("rwsplit: replica not considered for promotion", "node", r.name, "err", errorText(err))
 			continue
@@ -254,13 +249,7 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 	})
 	chosen := cands[0]
 	db.log.Warn("rwsplit: promoting a replica", "node", chosen.r.name, "old", old.name)
-	var err error
-	if d == dialectPostgres {
-		err = pgPromote(ctx, chosen.admin)
-	} else {
-		err = mariaPromote(ctx, chosen.admin)
-	}
-	if err != nil {
+	if err := pr.promote(ctx, chosen.admin); err != nil {
 		return fmt.Errorf("promoting %s: %w", chosen.r.name, err)
 	}
 	db.auto.promotions.Add(1)
@@ -269,13 +258,7 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 		if r == chosen.r || r == old {
 			continue
 		}
-		admin := db.auto.cfg.Admin[i]
-		if d == dialectPostgres {
-			err = pgFollow(ctx, admin, chosen.addr)
-		} else {
-			err = mariaFollow(ctx, admin, chosen.addr)
-		}
-		if err != nil {
+		if err := pr.follow(ctx, db.auto.cfg.Admin[i], chosen.addr); err != nil {
 			db.log.Error("rwsplit: replica not repointed at the new primary; repoint it by hand", "node", r.name, "primary", chosen.r.name, "err", errorText(err))
 		} else {
 			db.log.Info("rwsplit: replica follows the new primary", "node", r.name, "primary", chosen.r.name)

@@ -163,7 +163,9 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 
 	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
 	if cfg.auto != nil {
-		if !d.hasPositions() || d == dialectMySQL && cfg.dialect != "" {
+		// A driver of several databases (askFlavor) may turn out to
+		// serve one that promotes; promote checks again.
+		if d.promoter == nil && !(d.askFlavor && cfg.dialect == "") {
 			return nil, configError(op, "WithAutoFailover: automatic promotion supports PostgreSQL and MariaDB, not %s", d.name)
 		}
 		db.auto = &autoFailover{cfg: *cfg.auto}
@@ -185,7 +187,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 	}
 	db.classes.init()
 	db.positions.Store(d)
-	db.flavorKnown.Store(d != dialectMySQL || cfg.dialect != "")
+	db.flavorKnown.Store(!d.askFlavor || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
 	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
 	db.setTracking(db.nodes[1:])
@@ -242,8 +244,8 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 			return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: redact(err, dsn)}
 		}
 		handles = append(handles, h)
-		if driverDialect(h.Driver()) == dialectPostgres {
-			if err := checkPostgresDSN(dsn); err != nil {
+		if check := driverDialect(h.Driver()).checkDSN; check != nil {
+			if err := check(dsn); err != nil {
 				closeAll()
 				return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: fmt.Errorf("malformed DSN: %w", err)}
 			}
@@ -277,246 +279,6 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 		return nil, err
 	}
 	return db, nil
-}
-
-// route is where a call goes. It has at most four fields, so that the
-// compiler passes it in registers: a fifth field sends every copy through
-// memory, which costs a store-forwarding stall on each return.
-type route struct {
-	r        *Replica
-	read     bool // the statement is a pure read
-	fallback bool // a read on the primary for want of a replica: holds a fallback slot
-	pin      pin  // why the node was chosen rather than left to the policy
-}
-
-// pin says why a read's node was chosen outside the policy's pick.
-type pin uint8
-
-const (
-	pinNone    pin = iota
-	pinBounded     // bounded staleness: only nodes close enough qualify
-	pinSession     // a session's read: the session notes its node
-)
-
-// constrained says the node was chosen for a consistency that the
-// policy's other picks may not meet: such a read is not hedged.
-func (rt route) constrained() bool { return rt.pin != pinNone }
-
-// routeRead returns the node for a statement on the read path.
-func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
-	read := db.classes.isRead(db.dialect.class, query)
-	o := optionsOf(ctx)
-	if !read {
-		p, err := db.writer(ctx)
-		if err != nil {
-			return route{}, err
-		}
-		if o != nil && o.session != nil {
-			// A writing query commits after its rows are read, out of
-			// sight: the session is pending until ctx is done.
-			o.session.beginPending(db, ctx)
-		}
-		return route{r: p}, nil
-	}
-	if o == nil {
-		// The only replica, if it is one and not ramping up after a
-		// return, without the calls that the general case takes.
-		if r := db.snap.Load().only; r != nil && r.Role() == RoleReplica && r.rampStart.Load() == 0 {
-			return route{r: r, read: true}, nil
-		}
-		return db.routeReplica(ctx, query, nil)
-	}
-	return db.routeWith(ctx, o, query, nil)
-}
-
-// routeWith routes a pure read made with the options o, avoiding the nodes
-// in tried.
-func (db *DB) routeWith(ctx context.Context, o *callOptions, query string, tried *triedNodes) (route, error) {
-	switch o.readLevel() {
-	case levelStrong:
-		p, err := db.readPrimary()
-		return route{r: p, read: true}, err
-	case levelSession:
-		return db.routeSession(ctx, o.session, query, tried)
-	case levelBounded:
-		return db.routeBounded(ctx, o.consistency.maxLag, query, tried)
-	}
-	return db.routeReplica(ctx, query, tried)
-}
-
-// routeNext routes the next attempt of a read made with ctx.
-func (db *DB) routeNext(ctx context.Context, query string, tried *triedNodes) (route, error) {
-	if o := optionsOf(ctx); o != nil {
-		return db.routeWith(ctx, o, query, tried)
-	}
-	return db.routeReplica(ctx, query, tried)
-}
-
-// routeBounded picks a replica whose measured lag is at most maxLag, or
-// the primary.
-func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query string, tried *triedNodes) (route, error) {
-	fresh := func(r *Replica) bool {
-		lag := r.lag.Load()
-		return !tried.has(r) && lag != lagUnknown && lag <= int64(maxLag)
-	}
-	snap := db.snap.Load()
-	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && fresh(r) {
-		return route{r: r, read: true, pin: pinBounded}, nil
-	}
-	for _, r := range snap.replicas {
-		if fresh(r) {
-			return route{r: r, read: true, pin: pinBounded}, nil
-		}
-	}
-	p, err := db.readPrimary()
-	return route{r: p, read: true, pin: pinBounded}, err
-}
-
-// readPrimary returns the primary for a read, or ErrNoPrimary when it is
-// fenced: a node that takes writes on an old timeline serves nothing.
-func (db *DB) readPrimary() (*Replica, error) {
-	p := db.primary.Load()
-	if p.fenced.Load() {
-		return nil, ErrNoPrimary
-	}
-	return p, nil
-}
-
-// served records a query that rt's node answered: the session's node for
-// a read, or the end of a write outage for a write. (The call's end
-// counted it.)
-func (db *DB) served(ctx context.Context, rt route) {
-	if !rt.read {
-		db.wrote()
-	} else if rt.pin == pinSession {
-		noteRead(ctx, rt)
-	}
-}
-
-// noteRead tells the session of ctx, if rt was routed for one, which node
-// served its read.
-func noteRead(ctx context.Context, rt route) {
-	if rt.pin == pinSession {
-		if o := optionsOf(ctx); o != nil && o.session != nil {
-			o.session.noteRead(rt.r)
-		}
-	}
-}
-
-// routeReplica picks a replica for a read, avoiding the nodes in tried,
-// or falls back to the primary within the fallback limit.
-func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes) (route, error) {
-	snap := db.snap.Load()
-	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) {
-		return route{r: r, read: true}, nil
-	} else if r != nil {
-		// A retry: the picker chose a node already tried; take the first
-		// eligible one that was not.
-		for _, r := range snap.replicas {
-			if !tried.has(r) {
-				return route{r: r, read: true}, nil
-			}
-		}
-	}
-	p, err := db.readPrimary()
-	if err != nil {
-		return route{}, err
-	}
-	if db.replicaCount == 0 || tried.has(p) {
-		return route{r: p, read: true}, nil
-	}
-	if lim := db.cfg.fallbackLimit; lim >= 0 {
-		if db.fallbackInFlight.Add(1) > int64(lim) {
-			db.fallbackInFlight.Add(-1)
-			return route{}, ErrNoReplica
-		}
-	}
-	return route{r: p, read: true, fallback: true}, nil
-}
-
-// sent counts a call about to be sent on rt.
-func (db *DB) sent(rt route) {
-	if rt.fallback {
-		db.fallbacks.Add(1)
-	}
-}
-
-// refused counts a read refused to its caller with ErrNoReplica.
-func (db *DB) refused(err error) error {
-	if err == ErrNoReplica {
-		db.fallbackRejected.Add(1)
-	}
-	return err
-}
-
-// done releases what a call on rt held.
-func (db *DB) done(rt route) {
-	if rt.fallback && db.cfg.fallbackLimit >= 0 {
-		db.fallbackInFlight.Add(-1)
-	}
-}
-
-// maxReadAttempts bounds the nodes one read tries: the first, then two
-// others (replicas, then the primary).
-const maxReadAttempts = 3
-
-// triedNodes is the set of nodes a read has tried; it lives on the stack.
-type triedNodes struct {
-	n     int
-	nodes [maxReadAttempts]*Replica
-}
-
-func (t *triedNodes) has(r *Replica) bool {
-	if t == nil {
-		return false
-	}
-	for _, x := range t.nodes[:t.n] {
-		if x == r {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *triedNodes) add(r *Replica) {
-	if t.n < len(t.nodes) {
-		t.nodes[t.n] = r
-		t.n++
-	}
-}
-
-// retryRoute decides, after a call on rt failed with err, where to run it
-// again, or returns false to hand err to the caller. A pure read that
-// failed because of the node is safe to run elsewhere (it changed
-// nothing); so is a read that a replica refused as a write (it failed
-// before doing anything), which goes to the primary. A caller's
-// cancellation is never retried, nor is anything that may have written.
-func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string, tried *triedNodes) (route, bool) {
-	tried.add(rt.r)
-	replica := rt.r.Role() == RoleReplica
-	if rt.read && replica && isReadOnlyRejection(err) {
-		p, perr := db.readPrimary()
-		if perr != nil {
-			return route{}, false
-		}
-		rt.r.readOnlyRetries.Add(1)
-		db.log.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
-		return route{r: p}, true
-	}
-	if !rt.read || tried.n >= maxReadAttempts || isCallerDone(ctx, err) {
-		return route{}, false
-	}
-	if !isNodeFault(ctx, err) && !(replica && isRecoveryConflict(err)) {
-		return route{}, false
-	}
-	next, rerr := db.routeNext(ctx, query, tried)
-	if rerr != nil || tried.has(next.r) {
-		db.done(next)
-		return route{}, false
-	}
-	rt.r.retries.Add(1)
-	db.log.Debug("rwsplit: read failed; retrying on another node", "node", rt.r.name, "err", errorText(err))
-	return next, true
 }
 
 // closedErr turns the error of a call that raced with Close into ErrClosed.

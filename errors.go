@@ -162,3 +162,12 @@ func isNodeFault(ctx context.Context, err error) bool {
 	}
 	return false
 }
+
+// errorText is an error's message for logs and Stats. Driver errors carry
+// no credentials; rwsplit's own never do.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -106,12 +106,6 @@ func (h *Hedging) delay(r *Replica) time.Duration {
 	return min(max(time.Duration(est*h.Multiplier), h.Floor), h.Ceiling)
 }
 
-// hedgeable reports whether a read routed by rt may be hedged: a read on a
-// replica, which can be hedged on another replica or, last, the primary.
-func (db *DB) hedgeable(rt route) bool {
-	return db.cfg.hedging != nil && rt.read && !rt.fallback && !rt.constrained() && rt.r.Role() == RoleReplica
-}
-
 // detach returns a context for one hedged attempt: it carries ctx's values
 // and deadline but is cancelled only by the returned function, and by
 // ctx's cancellation until the returned stop is called.

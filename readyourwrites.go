@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 )
@@ -20,143 +19,6 @@ import (
 // last read from while that node is eligible, and moves only to a node
 // proven at least as far along as that node was after the read, or to the
 // primary.
-
-// callOptions is what the With... context functions ask of the calls made
-// with a context. One context value holds them all, so a call looks them up
-// once.
-type callOptions struct {
-	primary     bool
-	session     *Session
-	consistency Consistency
-	concern     *WriteConcern
-}
-
-type optionsKey struct{}
-
-func optionsOf(ctx context.Context) *callOptions {
-	o, _ := ctx.Value(optionsKey{}).(*callOptions)
-	return o
-}
-
-func withOptions(ctx context.Context, set func(*callOptions)) context.Context {
-	var o callOptions
-	if p := optionsOf(ctx); p != nil {
-		o = *p
-	}
-	set(&o)
-	return context.WithValue(ctx, optionsKey{}, &o)
-}
-
-// WithPrimary returns a context that sends every call made with it to the
-// primary: reads too, and read-only transactions. Use it for a read that
-// must see the primary's latest state. It is [WithConsistency] with
-// [Strong].
-func WithPrimary(ctx context.Context) context.Context {
-	return withOptions(ctx, func(o *callOptions) { o.primary = true })
-}
-
-// Consistency is what a read asks of the data it sees; see
-// [WithConsistency].
-type Consistency struct {
-	level  consistencyLevel
-	maxLag time.Duration
-}
-
-type consistencyLevel uint8
-
-const (
-	levelDefault  consistencyLevel = iota // session when the context has one, else eventual
-	levelEventual                         // any eligible replica
-	levelSession                          // the session's writes and earlier reads
-	levelBounded                          // a replica at most maxLag behind
-	levelStrong                           // the primary
-)
-
-var (
-	// Eventual reads from any eligible replica (within
-	// WithMaxReplicationLag, if set). It is the default without a session;
-	// with a session it ignores the session's position (writes through
-	// the session are still recorded).
-	Eventual = Consistency{level: levelEventual}
-	// ReadYourWrites reads from a replica that has applied every write of
-	// the context's [Session] and everything the session read before
-	// (monotonic reads), else from the primary. It is the default when
-	// the context carries a session; without one it is Eventual.
-	ReadYourWrites = Consistency{level: levelSession}
-	// Strong reads from the primary, as [WithPrimary] does.
-	Strong = Consistency{level: levelStrong}
-)
-
-// BoundedStaleness reads from a replica whose measured replication lag is
-// known and at most maxLag, else from the primary. A maxLag of zero or less
-// is [Strong].
-func BoundedStaleness(maxLag time.Duration) Consistency {
-	if maxLag <= 0 {
-		return Strong
-	}
-	return Consistency{level: levelBounded, maxLag: maxLag}
-}
-
-func (c Consistency) String() string {
-	switch c.level {
-	case levelEventual:
-		return "eventual"
-	case levelSession:
-		return "read-your-writes"
-	case levelBounded:
-		return "bounded staleness " + c.maxLag.String()
-	case levelStrong:
-		return "strong"
-	}
-	return "default"
-}
-
-// WithConsistency returns a context whose reads have consistency c. The
-// default is [ReadYourWrites] when the context carries a [Session]
-// ([WithSession]) and [Eventual] otherwise; [WithPrimary] overrides both.
-func WithConsistency(ctx context.Context, c Consistency) context.Context {
-	return withOptions(ctx, func(o *callOptions) { o.consistency = c })
-}
-
-// WithSession returns a context whose calls belong to session s: writes
-// made with it advance the session's position, and reads see them (see
-// [Session]). A nil s returns ctx unchanged.
-func WithSession(ctx context.Context, s *Session) context.Context {
-	if s == nil {
-		return ctx
-	}
-	return withOptions(ctx, func(o *callOptions) { o.session = s })
-}
-
-// SessionFrom returns the session of ctx, or nil.
-func SessionFrom(ctx context.Context) *Session {
-	if o := optionsOf(ctx); o != nil {
-		return o.session
-	}
-	return nil
-}
-
-// readLevel is the consistency a read made with o asks for.
-func (o *callOptions) readLevel() consistencyLevel {
-	if o.primary {
-		return levelStrong
-	}
-	if o.consistency.level == levelDefault {
-		if o.session != nil {
-			return levelSession
-		}
-		return levelEventual
-	}
-	if o.consistency.level == levelSession && o.session == nil {
-		return levelEventual
-	}
-	return o.consistency.level
-}
-
-func forcedPrimary(ctx context.Context) bool {
-	o := optionsOf(ctx)
-	return o != nil && o.readLevel() == levelStrong
-}
 
 // A Session is one client's view of the data: it reads its own writes and
 // never reads older data than it read before, while being served by
@@ -280,7 +142,7 @@ func (s *Session) view() sessionView {
 // position means nothing in the new history).
 func (s *Session) advance(d *dialect, p position, ep epoch, epKnown bool) {
 	if s.hasNeed && s.kind == d && !(epKnown && s.epKnown && ep != s.ep) && !s.rebase {
-		p = mergePosition(d, s.need, p)
+		p = d.merge(s.need, p)
 	}
 	s.kind, s.need, s.hasNeed = d, p, true
 	if epKnown {
@@ -360,80 +222,6 @@ func (s *Session) settleFloor(d *dialect, v *sessionView) bool {
 	return true
 }
 
-// mergePosition returns a position that covers both a and b.
-func mergePosition(d *dialect, a, b position) position {
-	switch d {
-	case dialectPostgres:
-		return position{lsn: max(a.lsn, b.lsn)}
-	case dialectMariaDB:
-		out := make([]mariaGTID, 0, len(a.maria)+len(b.maria))
-		i, j := 0, 0
-		for i < len(a.maria) || j < len(b.maria) {
-			switch {
-			case j == len(b.maria) || (i < len(a.maria) && a.maria[i].domain < b.maria[j].domain):
-				out = append(out, a.maria[i])
-				i++
-			case i == len(a.maria) || b.maria[j].domain < a.maria[i].domain:
-				out = append(out, b.maria[j])
-				j++
-			default:
-				g := b.maria[j] // the newer, on a tie of servers
-				if a.maria[i].seq > g.seq {
-					g = a.maria[i]
-				}
-				out = append(out, g)
-				i++
-				j++
-			}
-		}
-		parts := make([]string, len(out))
-		for k, g := range out {
-			parts[k] = fmt.Sprintf("%d-%d-%d", g.domain, g.server, g.seq)
-		}
-		return position{gtid: strings.Join(parts, ","), maria: out}
-	case dialectMySQL:
-		if mysqlSetCovers(a.mysql, b.mysql) {
-			return a
-		}
-		if mysqlSetCovers(b.mysql, a.mysql) {
-			return b
-		}
-		union := make(map[string][]gtidInterval, len(a.mysql)+len(b.mysql))
-		for _, set := range []map[string][]gtidInterval{a.mysql, b.mysql} {
-			for source, ivs := range set {
-				union[source] = append(union[source], ivs...)
-			}
-		}
-		for source, ivs := range union {
-			union[source] = mergeIntervals(ivs)
-		}
-		return position{gtid: formatMySQLGTIDSet(union), mysql: union}
-	}
-	return b
-}
-
-// historyCovers reports whether a node at have has applied everything at
-// need, on the same history.
-func (d *dialect) historyCovers(have, need position) bool {
-	switch d {
-	case dialectPostgres:
-		return have.lsn >= need.lsn
-	case dialectMariaDB:
-		return mariaHistoryCovers(have.maria, need.maria)
-	case dialectMySQL:
-		return mysqlSetCovers(have.mysql, need.mysql)
-	}
-	return false
-}
-
-// nodePosition is a node's position as a probe read it.
-type nodePosition struct {
-	pos        position
-	epoch      epoch
-	epochKnown bool
-	at         int64 // monotime the probe was sent: the node had at least pos then
-}
-
 // sessionCovers reports whether replica r is proven to have applied
 // everything session view v must see.
 func (db *DB) sessionCovers(r *Replica, d *dialect, v *sessionView) bool {
@@ -450,7 +238,7 @@ func (db *DB) sessionCovers(r *Replica, d *dialect, v *sessionView) bool {
 			if np.epoch != v.ep {
 				return false
 			}
-		case d == dialectPostgres && db.epochChanged.Load():
+		case d.timelines && db.epochChanged.Load():
 			// A standby that does not show its timeline (no
 			// pg_read_all_stats) proves nothing once a promotion was
 			// seen.
@@ -680,87 +468,6 @@ func (db *DB) pollPositions(r *Replica, until int64) {
 	}()
 }
 
-// refreshPosition reads a replica's applied position now and caches it,
-// keeping the epoch the last probe read.
-func (db *DB) refreshPosition(ctx context.Context, r *Replica) {
-	d := db.positions.Load()
-	start := monotime()
-	var text sql.NullString
-	if err := r.monitor.QueryRowContext(ctx, d.replicaPositionQuery()).Scan(&text); err != nil || !text.Valid {
-		return
-	}
-	db.positionReads.Add(1)
-	pos, ok := newPosition(d, text.String)
-	if !ok {
-		return
-	}
-	np := &nodePosition{pos: pos, at: start}
-	if old := r.pos.Load(); old != nil {
-		if old.at > start {
-			return
-		}
-		np.epoch, np.epochKnown = old.epoch, old.epochKnown
-	}
-	r.pos.Store(np)
-	db.notifyPositions()
-}
-
-// primaryPosition reads the primary's current position and epoch.
-func (db *DB) primaryPosition(ctx context.Context, p *Replica) (position, epoch, bool, error) {
-	d, err := db.flavor(ctx, p.db)
-	if err != nil {
-		return position{}, epoch{}, false, err
-	}
-	var text, ep sql.NullString
-	if err := p.db.QueryRowContext(ctx, d.primaryPositionQuery()).Scan(&text, &ep); err != nil {
-		return position{}, epoch{}, false, err
-	}
-	db.positionReads.Add(1)
-	if !text.Valid {
-		return position{}, epoch{}, false, errors.New("rwsplit: the primary reported no position")
-	}
-	pos, ok := newPosition(d, text.String)
-	if !ok {
-		return position{}, epoch{}, false, fmt.Errorf("rwsplit: unreadable position %q", text.String)
-	}
-	var e epoch
-	var eok bool
-	if ep.Valid {
-		if d == dialectPostgres {
-			var n uint64
-			if _, err := fmt.Sscan(ep.String, &n); err == nil && n > 0 {
-				e, eok = epoch{n: n}, true
-			}
-		} else {
-			e, eok = serverEpoch(d, ep.String)
-		}
-	}
-	return pos, e, eok, nil
-}
-
-// hurry has the health loop probe at its fast cadence for a while, so
-// that replicas' cached positions catch up with sessions that wait for
-// them.
-func (db *DB) hurry() {
-	if db.fastUntil(monotime()+int64(2*db.cfg.interval)) < monotime() {
-		select {
-		case db.health.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// fastUntil extends the fast probe cadence to until (never shortens it)
-// and returns the previous end.
-func (db *DB) fastUntil(until int64) int64 {
-	for {
-		old := db.health.fastUntil.Load()
-		if old >= until || db.health.fastUntil.CompareAndSwap(old, until) {
-			return old
-		}
-	}
-}
-
 // afterWrite records a successful write made with o: the session's
 // position, and the write concern's wait.
 func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (sql.Result, error) {
@@ -839,118 +546,6 @@ func (db *DB) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx)
 		return err
 	}
 	return nil
-}
-
-// WriteConcern asks a write to wait until replicas have applied it; see
-// [WithWriteConcern].
-type WriteConcern struct {
-	// Replicas is how many replicas must have applied the write;
-	// AllReplicas means every node that is a replica, eligible or not.
-	Replicas int
-	// Timeout bounds the wait; 0 means the context's deadline alone.
-	Timeout time.Duration
-}
-
-// AllReplicas in [WriteConcern.Replicas] asks for every replica.
-const AllReplicas = -1
-
-// WithWriteConcern returns a context whose writes (ExecContext and
-// [DB.RunInTx]) wait, after the primary has committed them, until wc's
-// number of replicas have applied them, as synchronous or semi-synchronous
-// replication would, on the client side. When the wait times out the
-// write's sql.Result comes back together with a [*WriteConcernError]: the
-// write is committed on the primary; do not retry it blindly.
-func WithWriteConcern(ctx context.Context, wc WriteConcern) context.Context {
-	return withOptions(ctx, func(o *callOptions) { o.concern = &wc })
-}
-
-// WriteConcernError reports a write that committed on the primary but was
-// not seen applied by as many replicas as its [WriteConcern] asked in time.
-type WriteConcernError struct {
-	Wanted   int    // replicas asked for; AllReplicas for all
-	Acked    int    // replicas that had applied the write when the wait ended
-	Replicas int    // replicas there were
-	Position string // the write's position on the primary
-	Err      error  // why the wait ended: a timeout, the context, no positions
-}
-
-func (e *WriteConcernError) Error() string {
-	want := fmt.Sprint(e.Wanted)
-	if e.Wanted == AllReplicas {
-		want = fmt.Sprintf("all %d", e.Replicas)
-	}
-	return fmt.Sprintf("rwsplit: write committed on the primary, but %d of %s replicas applied it: %v", e.Acked, want, e.Err)
-}
-
-func (e *WriteConcernError) Unwrap() error { return e.Err }
-
-// awaitReplicas waits until wc's number of replicas have applied pos.
-func (db *DB) awaitReplicas(ctx context.Context, d *dialect, pos position, wc WriteConcern) error {
-	var replicas []*Replica
-	for _, r := range db.nodes {
-		if r.Role() == RoleReplica {
-			replicas = append(replicas, r)
-		}
-	}
-	want := wc.Replicas
-	if want == AllReplicas || want > len(replicas) {
-		want = len(replicas)
-	}
-	fail := func(acked int, err error) error {
-		return &WriteConcernError{Wanted: wc.Replicas, Acked: acked, Replicas: len(replicas), Position: pos.String(), Err: err}
-	}
-	if wc.Replicas > len(replicas) {
-		return fail(0, fmt.Errorf("%d replicas asked for, %d configured", wc.Replicas, len(replicas)))
-	}
-	if want <= 0 {
-		return nil
-	}
-	if wc.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wc.Timeout)
-		defer cancel()
-	}
-	acked := make([]bool, len(replicas))
-	count := 0
-	delay := time.Millisecond
-	for {
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for i, r := range replicas {
-			if acked[i] {
-				continue
-			}
-			wg.Go(func() {
-				var text sql.NullString
-				if err := r.monitor.QueryRowContext(ctx, d.replicaPositionQuery()).Scan(&text); err != nil || !text.Valid {
-					return
-				}
-				db.positionReads.Add(1)
-				if have, ok := newPosition(d, text.String); ok && d.historyCovers(have, pos) {
-					mu.Lock()
-					acked[i] = true
-					count++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		if count >= want {
-			return nil
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			err := ctx.Err()
-			if errors.Is(err, context.DeadlineExceeded) && wc.Timeout > 0 {
-				err = fmt.Errorf("timed out after %v: %w", wc.Timeout, err)
-			}
-			return fail(count, err)
-		case <-t.C:
-		}
-		delay = min(2*delay, 20*time.Millisecond)
-	}
 }
 
 // wrote returns how many writes the session has recorded; the HTTP

@@ -143,7 +143,7 @@ func TestMergePositionPostgres(t *testing.T) {
 		{5, 9, 9}, {9, 5, 9}, {7, 7, 7}, {0, 0, 0}, {0, ^uint64(0), ^uint64(0)},
 	} {
 		a, b := position{lsn: tt.a}, position{lsn: tt.b}
-		m := mergePosition(d, a, b)
+		m := d.merge(a, b)
 		if m.lsn != tt.want {
 			t.Errorf("mergePosition(%#x, %#x) = %#x, want %#x", tt.a, tt.b, m.lsn, tt.want)
 		}
@@ -169,7 +169,7 @@ func TestMergePositionMariaDB(t *testing.T) {
 	}
 	for _, tt := range tests {
 		a, b := tokMustPosition(t, d, tt.a), tokMustPosition(t, d, tt.b)
-		m := mergePosition(d, a, b)
+		m := d.merge(a, b)
 		if m.gtid != tt.want {
 			t.Errorf("mergePosition(%q, %q).gtid = %q, want %q", tt.a, tt.b, m.gtid, tt.want)
 		}
@@ -200,7 +200,7 @@ func TestMergePositionMariaDB(t *testing.T) {
 	}
 	for range 2000 {
 		a, b := random(), random()
-		m := mergePosition(d, a, b)
+		m := d.merge(a, b)
 		if !d.historyCovers(m, a) || !d.historyCovers(m, b) {
 			t.Fatalf("mergePosition(%q, %q) = %q does not cover both", a.gtid, b.gtid, m.gtid)
 		}
@@ -219,7 +219,7 @@ func TestMergePositionMariaDB(t *testing.T) {
 	// Across servers in one domain the merge keeps the higher sequence
 	// number: it covers the input that has it.
 	a, b := tokMustPosition(t, d, "0-1-10,1-1-3"), tokMustPosition(t, d, "0-2-12")
-	m := mergePosition(d, a, b)
+	m := d.merge(a, b)
 	if m.gtid != "0-2-12,1-1-3" || !d.historyCovers(m, b) {
 		t.Errorf("mergePosition(%q, %q) = %q", a.gtid, b.gtid, m.gtid)
 	}
@@ -248,7 +248,7 @@ func TestMergePositionMySQL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		a, b := tokMustPosition(t, d, tt.a), tokMustPosition(t, d, tt.b)
-		m := mergePosition(d, a, b)
+		m := d.merge(a, b)
 		if !d.historyCovers(m, a) || !d.historyCovers(m, b) {
 			t.Errorf("mergePosition(%q, %q) = %q does not cover both", tt.a, tt.b, m.gtid)
 		}
@@ -579,7 +579,7 @@ func FuzzMariaGTIDList(f *testing.F) {
 			t.Fatalf("%q does not cover itself", s)
 		}
 		p := position{gtid: s, maria: g}
-		m := mergePosition(dialectMariaDB, p, p)
+		m := dialectMariaDB.merge(p, p)
 		if !dialectMariaDB.historyCovers(m, p) {
 			t.Fatalf("mergePosition(%q, itself) = %q does not cover it", s, m.gtid)
 		}

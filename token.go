@@ -67,30 +67,6 @@ func tokenMAC(key, payload []byte) []byte {
 	return m.Sum(nil)[:macSize]
 }
 
-func kindOf(d *dialect) byte {
-	switch d {
-	case dialectPostgres:
-		return kindPG
-	case dialectMariaDB:
-		return kindMariaDB
-	case dialectMySQL:
-		return kindMySQL
-	}
-	return kindNone
-}
-
-func dialectOfKind(k byte) *dialect {
-	switch k {
-	case kindPG:
-		return dialectPostgres
-	case kindMariaDB:
-		return dialectMariaDB
-	case kindMySQL:
-		return dialectMySQL
-	}
-	return nil
-}
-
 // Token returns the session's state as a compact string that is safe in
 // URLs, cookies and headers, for [ResumeSession] in another request or
 // process. It carries the position the session must see, the primary's
@@ -113,14 +89,14 @@ func (s *Session) Token() string {
 	}
 	switch {
 	case s.hasNeed && s.kind.hasPositions() && !tooBig:
-		b[1] = kindOf(s.kind)
+		b[1] = s.kind.tokenKind
 		if s.epKnown {
 			b[2] |= flagEpoch
 			b = binary.AppendUvarint(b, s.ep.n)
 			b = binary.AppendUvarint(b, uint64(len(s.ep.id)))
 			b = append(b, s.ep.id...)
 		}
-		if s.kind == dialectPostgres {
+		if s.kind.tokenKind == kindPG { // an LSN, else GTID text
 			b = binary.AppendUvarint(b, s.need.lsn)
 		} else {
 			b = binary.AppendUvarint(b, uint64(len(s.need.gtid)))
@@ -190,7 +166,7 @@ func ResumeSession(token string) (*Session, error) {
 	switch kind {
 	case kindNone:
 	case kindPG:
-		s.kind, s.need, s.hasNeed = dialectPostgres, position{lsn: r.uvarint()}, true
+		s.kind, s.need, s.hasNeed = dialectOfKind(kindPG), position{lsn: r.uvarint()}, true
 	case kindMariaDB, kindMySQL:
 		text := string(r.bytes(maxGTIDText))
 		if r.err == nil {

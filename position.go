@@ -1,37 +1,175 @@
 package rwsplit
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 )
+
+// position is a replication position: a PostgreSQL LSN, or a MySQL /
+// MariaDB GTID set kept as text and parsed once (maria, mysql), so that
+// comparing positions on the read path allocates nothing.
+type position struct {
+	lsn   uint64
+	gtid  string
+	maria []mariaGTID               // MariaDB: one per domain, sorted by domain
+	mysql map[string][]gtidInterval // MySQL: per source, merged intervals
+}
+
+// epoch names a primary's history: a PostgreSQL timeline, a MariaDB
+// server_id, a MySQL server_uuid.
+type epoch struct {
+	n  uint64
+	id string
+}
+
+// nodePosition is a node's position as a probe read it.
+type nodePosition struct {
+	pos        position
+	epoch      epoch
+	epochKnown bool
+	at         int64 // monotime the probe was sent: the node had at least pos then
+}
+
+// newPosition returns the position of text in dialect d.
+func newPosition(d *dialect, text string) (position, bool) { return d.parsePosition(text) }
+
+// String is the position's text form, as the server writes it.
+func (p position) String() string {
+	if p.gtid != "" || p.maria != nil || p.mysql != nil {
+		return p.gtid
+	}
+	return formatLSN(p.lsn)
+}
+
+func (e epoch) String() string {
+	if e.id != "" {
+		return e.id
+	}
+	return strconv.FormatUint(e.n, 10)
+}
+
+// positionOps compares and merges the positions of one dialect. The two
+// predicates differ where a history can fork (MariaDB, after a failover
+// that lost transactions): progress compares how far a node has got, for
+// replication lag; history whether it has applied the very transactions,
+// for read-your-writes.
+type positionOps struct {
+	progress func(have, need position) bool
+	history  func(have, need position) bool
+	merge    func(a, b position) position
+}
+
+var (
+	lsnOps = positionOps{
+		progress: lsnCovers,
+		history:  lsnCovers,
+		merge:    func(a, b position) position { return position{lsn: max(a.lsn, b.lsn)} },
+	}
+	mariaOps = positionOps{
+		progress: func(have, need position) bool { return mariaProgressCovers(have.maria, need.maria) },
+		history:  func(have, need position) bool { return mariaHistoryCovers(have.maria, need.maria) },
+		merge:    mergeMaria,
+	}
+	// A MySQL GTID names its transaction uniquely (source UUID and
+	// number): having got as far is having applied it.
+	mysqlOps = positionOps{
+		progress: mysqlCovers,
+		history:  mysqlCovers,
+		merge:    mergeMySQL,
+	}
+	noPositionOps = positionOps{
+		progress: func(position, position) bool { return false },
+		history:  func(position, position) bool { return false },
+		merge:    func(_, b position) position { return b },
+	}
+)
+
+// PostgreSQL positions are LSNs, byte offsets in the one WAL of a history.
+
+func lsnCovers(have, need position) bool { return have.lsn >= need.lsn }
+
+func parseLSNPosition(text string) (position, bool) {
+	v, ok := parseLSN(text)
+	return position{lsn: v}, ok
+}
+
+func formatLSN(v uint64) string {
+	return strconv.FormatUint(v>>32, 16) + "/" + strconv.FormatUint(v&0xffffffff, 16)
+}
+
+// parseLSN parses PostgreSQL's "XXXXXXXX/XXXXXXXX" text form of an LSN.
+func parseLSN(s string) (uint64, bool) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, false
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return h<<32 | l, true
+}
 
 // MariaDB GTID positions are lists of domain-server-sequence triples, one
 // per replication domain ("0-1-42,1-2-7"). Sequence numbers grow within a
 // domain whatever server wrote them, so position p covers q when every
 // domain of q is in p with a sequence number at least as high.
 
-// mariaGTIDCovers reports whether p covers q, and whether both parsed.
-func mariaGTIDCovers(p, q string) (covers, ok bool) {
-	pl, ok1 := parseMariaGTIDList(p)
-	ql, ok2 := parseMariaGTIDList(q)
-	if !ok1 || !ok2 {
-		return false, false
-	}
+func parseMariaPosition(text string) (position, bool) {
+	g, ok := parseMariaGTIDList(text)
+	return position{gtid: text, maria: g}, ok
+}
+
+// mariaProgressCovers reports whether a node at have has got as far as
+// need in every domain of need, whichever server wrote its transactions.
+func mariaProgressCovers(have, need []mariaGTID) bool {
 	j := 0
-	for _, g := range ql {
-		for j < len(pl) && pl[j].domain < g.domain {
+	for _, g := range need {
+		for j < len(have) && have[j].domain < g.domain {
 			j++
 		}
-		have := uint64(0)
-		if j < len(pl) && pl[j].domain == g.domain {
-			have = pl[j].seq
+		seq := uint64(0)
+		if j < len(have) && have[j].domain == g.domain {
+			seq = have[j].seq
 		}
-		if have < g.seq {
-			return false, true
+		if seq < g.seq {
+			return false
 		}
 	}
-	return true, true
+	return true
+}
+
+// mergeMaria returns the position that holds, per domain, the later of a's
+// and b's transactions.
+func mergeMaria(a, b position) position {
+	out := make([]mariaGTID, 0, len(a.maria)+len(b.maria))
+	i, j := 0, 0
+	for i < len(a.maria) || j < len(b.maria) {
+		switch {
+		case j == len(b.maria) || (i < len(a.maria) && a.maria[i].domain < b.maria[j].domain):
+			out = append(out, a.maria[i])
+			i++
+		case i == len(a.maria) || b.maria[j].domain < a.maria[i].domain:
+			out = append(out, b.maria[j])
+			j++
+		default:
+			g := b.maria[j] // the newer, on a tie of servers
+			if a.maria[i].seq > g.seq {
+				g = a.maria[i]
+			}
+			out = append(out, g)
+			i++
+			j++
+		}
+	}
+	parts := make([]string, len(out))
+	for k, g := range out {
+		parts[k] = fmt.Sprintf("%d-%d-%d", g.domain, g.server, g.seq)
+	}
+	return position{gtid: strings.Join(parts, ","), maria: out}
 }
 
 // MySQL GTID sets name, per source UUID, the transaction numbers executed
@@ -40,23 +178,33 @@ func mariaGTIDCovers(p, q string) (covers, ok bool) {
 
 type gtidInterval struct{ lo, hi uint64 }
 
-// mysqlGTIDCovers reports whether GTID set q is a subset of p, and whether
-// both parsed.
-func mysqlGTIDCovers(p, q string) (covers, ok bool) {
-	ps, ok1 := parseMySQLGTIDSet(p)
-	qs, ok2 := parseMySQLGTIDSet(q)
-	if !ok1 || !ok2 {
-		return false, false
+func parseMySQLPosition(text string) (position, bool) {
+	set, ok := parseMySQLGTIDSet(text)
+	return position{gtid: text, mysql: set}, ok
+}
+
+// mysqlCovers reports whether need's GTID set is a subset of have's
+// (GTID_SUBSET(need, have)).
+func mysqlCovers(have, need position) bool { return mysqlSetCovers(have.mysql, need.mysql) }
+
+// mergeMySQL returns the union of two GTID sets.
+func mergeMySQL(a, b position) position {
+	if mysqlSetCovers(a.mysql, b.mysql) {
+		return a
 	}
-	for uuid, qiv := range qs {
-		piv := ps[uuid]
-		for _, iv := range qiv {
-			if !intervalsContain(piv, iv) {
-				return false, true
-			}
+	if mysqlSetCovers(b.mysql, a.mysql) {
+		return b
+	}
+	union := make(map[string][]gtidInterval, len(a.mysql)+len(b.mysql))
+	for _, set := range []map[string][]gtidInterval{a.mysql, b.mysql} {
+		for source, ivs := range set {
+			union[source] = append(union[source], ivs...)
 		}
 	}
-	return true, true
+	for source, ivs := range union {
+		union[source] = mergeIntervals(ivs)
+	}
+	return position{gtid: formatMySQLGTIDSet(union), mysql: union}
 }
 
 // intervalsContain reports whether the union of ivs (sorted, merged)

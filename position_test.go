@@ -2,6 +2,17 @@ package rwsplit
 
 import "testing"
 
+// progressOf parses p and q in dialect d and reports whether p's progress
+// covers q's; ok is false when either does not parse.
+func progressOf(d *dialect, p, q string) (covers, ok bool) {
+	pp, ok1 := newPosition(d, p)
+	qq, ok2 := newPosition(d, q)
+	if !ok1 || !ok2 {
+		return false, false
+	}
+	return d.progressCovers(pp, qq), true
+}
+
 func TestMariaGTIDCovers(t *testing.T) {
 	tests := []struct {
 		p, q          string
@@ -20,9 +31,9 @@ func TestMariaGTIDCovers(t *testing.T) {
 		{"0-1-x", "0-1-1", false, false},
 	}
 	for _, tt := range tests {
-		covers, ok := mariaGTIDCovers(tt.p, tt.q)
+		covers, ok := progressOf(dialectMariaDB, tt.p, tt.q)
 		if covers != tt.covers || ok != tt.valid {
-			t.Errorf("mariaGTIDCovers(%q, %q) = %v, %v; want %v, %v", tt.p, tt.q, covers, ok, tt.covers, tt.valid)
+			t.Errorf("MariaDB progressCovers(%q, %q) = %v, %v; want %v, %v", tt.p, tt.q, covers, ok, tt.covers, tt.valid)
 		}
 	}
 }
@@ -51,9 +62,9 @@ func TestMySQLGTIDCovers(t *testing.T) {
 		{a, a + ":1", false, false},
 	}
 	for _, tt := range tests {
-		covers, ok := mysqlGTIDCovers(tt.p, tt.q)
+		covers, ok := progressOf(dialectMySQL, tt.p, tt.q)
 		if covers != tt.covers || ok != tt.valid {
-			t.Errorf("mysqlGTIDCovers(%q, %q) = %v, %v; want %v, %v", tt.p, tt.q, covers, ok, tt.covers, tt.valid)
+			t.Errorf("MySQL progressCovers(%q, %q) = %v, %v; want %v, %v", tt.p, tt.q, covers, ok, tt.covers, tt.valid)
 		}
 	}
 }
@@ -64,13 +75,13 @@ func FuzzGTID(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p, q string) {
 		// Never panics; a parsed position covers itself.
-		if c, ok := mariaGTIDCovers(p, p); ok && !c {
+		if c, ok := progressOf(dialectMariaDB, p, p); ok && !c {
 			t.Errorf("MariaDB position %q does not cover itself", p)
 		}
-		if c, ok := mysqlGTIDCovers(p, p); ok && !c {
+		if c, ok := progressOf(dialectMySQL, p, p); ok && !c {
 			t.Errorf("MySQL GTID set %q does not cover itself", p)
 		}
-		mariaGTIDCovers(p, q)
-		mysqlGTIDCovers(p, q)
+		progressOf(dialectMariaDB, p, q)
+		progressOf(dialectMySQL, p, q)
 	})
 }

@@ -1,0 +1,399 @@
+package rwsplit
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The health goroutine. One per DB, started by New and stopped, together
+// with every probe it started, by Close. Each round it probes every node
+// concurrently, each probe under its own timeout; applies the results with
+// hysteresis (a node leaves rotation after ejectAfter consecutive failures
+// and returns after reinstateAfter consecutive successes); measures each
+// replica's lag; and publishes a new snapshot of the eligible replicas
+// when the set changed. Failures of real traffic count too: a node that
+// fails calls ejectAfter times in a row leaves at once, without waiting
+// for the next round.
+
+// health is the health goroutine's state; the fields marked "loop only"
+// are touched by the health goroutine alone.
+type health struct {
+	ctx    context.Context // cancelled by Close: stops the loop and its probes
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the loop has returned
+	kick   chan struct{} // asks for a round now (capacity 1)
+
+	// fastUntil: until this monotime the loop probes at its fast cadence
+	// (sessions are waiting for replicas to be seen to catch up).
+	fastUntil atomic.Int64
+
+	mu sync.Mutex // guards rebuilds of the snapshot
+
+	// history holds the primary's recent positions with the time they
+	// were read (loop only), to bound a replica's lag by the newest one
+	// it covers.
+	history    [historySize]positionSample
+	historyLen int
+	historyPos int
+}
+
+const historySize = 64
+
+type positionSample struct {
+	pos position
+	at  int64 // monotime
+}
+
+func (db *DB) startHealth() {
+	db.health.ctx, db.health.cancel = context.WithCancel(context.Background())
+	db.health.done = make(chan struct{})
+	db.health.kick = make(chan struct{}, 1)
+	go db.healthLoop()
+}
+
+// stopHealth stops the loop and waits for it and its probes.
+func (db *DB) stopHealth() {
+	db.health.cancel()
+	<-db.health.done
+	if db.auto != nil {
+		db.auto.wg.Wait()
+	}
+	db.pollMu.Lock()
+	db.pollStopped = true
+	db.pollMu.Unlock()
+	db.pollers.Wait()
+}
+
+func (db *DB) healthLoop() {
+	defer close(db.health.done)
+	t := time.NewTimer(0) // the first round at once
+	defer t.Stop()
+	for {
+		select {
+		case <-db.health.ctx.Done():
+			return
+		case <-t.C:
+		case <-db.health.kick:
+		}
+		db.probeRound()
+		next := jitter(db.cfg.interval)
+		if monotime() < db.health.fastUntil.Load() {
+			next = min(next, db.cfg.fastInterval())
+		}
+		t.Reset(next)
+	}
+}
+
+// jitter spreads d by ±10% so that many handles do not probe in step.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+// probeRound probes every node at once. Each node's liveness is applied
+// as soon as its probe returns, so a hung node delays no other node's
+// state; roles and lag are applied once all have answered, against the
+// primary's position of this round.
+func (db *DB) probeRound() {
+	results := make([]probeResult, len(db.nodes))
+	var wg sync.WaitGroup
+	for i, r := range db.nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
+			defer cancel()
+			start := monotime()
+			res := db.probe(ctx, r.monitor)
+			res.at = start
+			if res.err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
+				res.err = errProbeTimeout
+			}
+			if db.health.ctx.Err() == nil { // closing: the result says nothing about the node
+				results[i] = db.applyLiveness(r, res, monotime()-start)
+			}
+		})
+	}
+	wg.Wait()
+	if db.health.ctx.Err() != nil {
+		return
+	}
+	db.applyRound(results)
+}
+
+// applyRound applies a round's results, each already passed through
+// applyLiveness: roles, automatic promotion, positions and lag, and the
+// snapshot of eligible replicas.
+func (db *DB) applyRound(results []probeResult) {
+	db.discoverRoles(results)
+	if db.auto != nil {
+		db.checkAutoFailover(results)
+	}
+	now := monotime()
+	primary := db.primary.Load()
+	var primaryPos *position
+	for i, r := range db.nodes {
+		if r == primary && results[i].err == nil && results[i].posKnown {
+			primaryPos = &results[i].pos
+			db.health.record(results[i].pos, now)
+		}
+	}
+	for i, r := range db.nodes {
+		if results[i].err == nil {
+			db.applyPosition(r, results[i], primaryPos, now)
+		}
+	}
+	db.rebuild()
+}
+
+func (h *health) record(p position, at int64) {
+	h.history[h.historyPos] = positionSample{pos: p, at: at}
+	h.historyPos = (h.historyPos + 1) % historySize
+	h.historyLen = min(h.historyLen+1, historySize)
+}
+
+// applyLiveness updates a node's health from one probe and returns the
+// result to take its role and position from.
+//
+// Only a timeout or a connection-level error counts as a failure. Any other
+// error (a proxy that does not know the probe's functions, a user without
+// the privilege to read replication status) shows the node answering: it
+// counts as alive, with role and lag unknown.
+func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult {
+	if res.err != nil {
+		r.lastErr.Store(errorText(res.err))
+		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
+			r.okStreak = 0
+			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
+				db.setHealthy(r, false, res.err)
+			}
+			return res
+		}
+		res = probeResult{primary: r.Role() == RolePrimary}
+	}
+	r.failStreak.Store(0)
+	r.okStreak++
+	if now := monotime(); now-r.lastObs.Load() > int64(db.cfg.interval) {
+		// No call has been timed on the node for an interval: the
+		// probe's round trip is the freshest word on it, so that a node
+		// the policy avoids is judged on how it answers now, not on the
+		// samples (a connection's handshake, a pause) that made the
+		// policy avoid it.
+		r.observeIdle(rtt, now)
+	}
+	if !r.healthy.Load() && r.okStreak >= db.cfg.reinstateAfter {
+		db.setHealthy(r, true, nil)
+	}
+	return res
+}
+
+// applyPosition records a node's reported role and, for a replica, its lag.
+func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, now int64) {
+	if !res.roleKnown {
+		res.primary = r.Role() == RolePrimary // no word from the node: as configured or discovered
+	}
+	if r.probedPrimary.Swap(res.primary) != res.primary && r.Role() == RoleReplica && res.primary {
+		db.log.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
+	}
+	if r.Role() == RoleReplica {
+		r.lag.Store(int64(db.replicaLag(r, res, primaryPos, now)))
+	}
+	if res.posKnown {
+		np := &nodePosition{pos: res.pos, epoch: res.epoch, epochKnown: res.epochKnown, at: res.at}
+		if r.Role() == RolePrimary && res.primary && res.epochKnown {
+			if old := r.pos.Load(); old != nil && old.epochKnown && old.epoch != res.epoch {
+				db.epochChanged.Store(true)
+			}
+		}
+		r.pos.Store(np)
+		db.notifyPositions()
+	}
+}
+
+// lagUnknown marks a lag that cannot be measured yet; lagBroken one of a
+// replica whose replication is stopped.
+const (
+	lagUnknown = -1
+	lagBroken  = math.MaxInt64
+)
+
+// replicaLag estimates how far behind the primary a replica is. Zero when
+// it covers the primary's position of this round. Otherwise the smallest
+// of the upper bounds the dialect gives: the server's own estimate
+// (MySQL/MariaDB Seconds_Behind_*, plus the second it may round away), the age of the last replayed
+// transaction (PostgreSQL), and the time since the newest recorded
+// primary position the replica covers.
+func (db *DB) replicaLag(r *Replica, res probeResult, primaryPos *position, now int64) time.Duration {
+	if res.lagReported && res.secondsBehind < 0 {
+		return lagBroken
+	}
+	d := db.positions.Load()
+	if primaryPos != nil && res.posKnown {
+		if d.progressCovers(res.pos, *primaryPos) {
+			return 0
+		}
+	}
+	lag := time.Duration(lagUnknown)
+	tighten := func(d time.Duration) {
+		if d >= 0 && (lag == lagUnknown || d < lag) {
+			lag = d
+		}
+	}
+	if res.lagReported {
+		// Whole seconds from second-resolution timestamps: up to a second
+		// more than it says.
+		tighten(time.Duration(res.secondsBehind+1) * time.Second)
+	}
+	if res.replayAgeOK {
+		tighten(res.replayAge)
+	}
+	if res.posKnown {
+		h := &db.health
+		for i := 1; i <= h.historyLen; i++ {
+			s := h.history[(h.historyPos-i+historySize)%historySize]
+			if d.progressCovers(res.pos, s.pos) {
+				tighten(time.Duration(now - s.at))
+				break
+			}
+		}
+		if lag == lagUnknown && h.historyLen == historySize {
+			// Behind every recorded position: at least this far.
+			oldest := h.history[h.historyPos]
+			lag = time.Duration(now - oldest.at)
+		}
+	}
+	return lag
+}
+
+// setHealthy takes a node out of rotation or brings it back, logs it and
+// republishes the snapshot.
+func (db *DB) setHealthy(r *Replica, up bool, cause error) {
+	if r.healthy.Swap(up) == up {
+		return
+	}
+	if up {
+		// Forget the latency of the failures (they were recorded with a
+		// penalty): the node is measured afresh, and slow start meters
+		// its return.
+		r.ewma.Store(0)
+		r.measured.Store(false)
+		if db.cfg.slowStart > 0 && r.Role() == RoleReplica {
+			r.rampStart.Store(max(monotime(), 1))
+		}
+		db.log.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
+	} else {
+		r.ejections.Add(1)
+		db.log.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
+	}
+	db.rebuild()
+}
+
+// nodeFailed records a connection-level failure of real traffic; enough
+// of them in a row take the node out at once.
+func (db *DB) nodeFailed(r *Replica, err error) {
+	if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter && r.healthy.Load() {
+		r.lastErr.Store(errorText(err))
+		db.setHealthy(r, false, err)
+		select { // have the next round sooner, to learn who else is affected
+		case db.health.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// rebuild publishes a new snapshot if the set of eligible replicas
+// changed.
+func (db *DB) rebuild() {
+	db.health.mu.Lock()
+	defer db.health.mu.Unlock()
+	var eligible []*Replica
+	for _, r := range db.nodes {
+		if db.eligible(r) {
+			eligible = append(eligible, r)
+		}
+	}
+	old := db.snap.Load()
+	if sameReplicas(old.replicas, eligible) {
+		return
+	}
+	db.snap.Store(newSnapshot(db.policy, eligible))
+	db.setTracking(eligible)
+	if len(eligible) == 0 && db.replicaCount > 0 {
+		db.log.Warn("rwsplit: no replica eligible; reads go to the primary within the fallback limit")
+	} else if len(old.replicas) == 0 && len(eligible) > 0 && db.replicaCount > 0 {
+		db.log.Info("rwsplit: replicas eligible again", "count", len(eligible))
+	}
+}
+
+// setTracking has the nodes of the eligible set count their calls in
+// their shared in-flight counter when the policy's picker reads it (the
+// built-in load-aware policies with two replicas or more to choose from),
+// and in their shards otherwise.
+func (db *DB) setTracking(eligible []*Replica) {
+	loadAware := false
+	switch db.policy.(type) {
+	case *leastInFlight, *leastLatency:
+		loadAware = len(eligible) >= 2
+	}
+	for _, r := range db.nodes {
+		want := false
+		if loadAware {
+			for _, e := range eligible {
+				want = want || e == r
+			}
+		}
+		if r.trackGlobal.Load() != want {
+			r.trackGlobal.Store(want)
+		}
+	}
+}
+
+// eligible reports whether reads may go to r.
+func (db *DB) eligible(r *Replica) bool {
+	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() {
+		return false
+	}
+	if db.cfg.maxLag > 0 {
+		if lag := r.lag.Load(); lag != lagUnknown && lag > int64(db.cfg.maxLag) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameReplicas(a, b []*Replica) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hurry has the health loop probe at its fast cadence for a while, so
+// that replicas' cached positions catch up with sessions that wait for
+// them.
+func (db *DB) hurry() {
+	if db.fastUntil(monotime()+int64(2*db.cfg.interval)) < monotime() {
+		select {
+		case db.health.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// fastUntil extends the fast probe cadence to until (never shortens it)
+// and returns the previous end.
+func (db *DB) fastUntil(until int64) int64 {
+	for {
+		old := db.health.fastUntil.Load()
+		if old >= until || db.health.fastUntil.CompareAndSwap(old, until) {
+			return old
+		}
+	}
+}
+
