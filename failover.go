@@ -242,4 +242,3 @@ func (db *DB) primaryTrouble() {
 // failoverFastPeriod is how long the health loop probes at its fast
 // cadence after a sign of primary trouble.
 const failoverFastPeriod = 10 * time.Second
-

@@ -396,4 +396,3 @@ func (db *DB) fastUntil(until int64) int64 {
 		}
 	}
 }
-
