@@ -164,7 +164,7 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 	}
 	if a.downSince == 0 {
 		a.downSince = now
-		db.log.Warn("rwsplit: primary unreachable; a replica will be promoted if it stays so",
+		db.cfg.logger.Warn("rwsplit: primary unreachable; a replica will be promoted if it stays so",
 			"node", cur.name, "after", a.cfg.After)
 	}
 	if now-a.downSince < int64(a.cfg.After) || now-a.lastTry < int64(a.cfg.After) ||
@@ -193,17 +193,14 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 			}
 			return
 		}
-		select { // have the probes find the new primary now
-		case db.health.kick <- struct{}{}:
-		default:
-		}
+		db.kick() // have the probes find the new primary now
 	})
 }
 
 func (db *DB) autoFailed(err error) {
 	db.auto.failures.Add(1)
 	db.auto.lastErr.Store(errorText(err))
-	db.log.Error("rwsplit: automatic promotion failed; retrying later", "err", errorText(err), "after", db.auto.cfg.After)
+	db.cfg.logger.Error("rwsplit: automatic promotion failed; retrying later", "err", errorText(err), "after", db.auto.cfg.After)
 }
 
 // candidate is a replica considered for promotion.
@@ -230,7 +227,7 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 		c := candidate{r: r, admin: db.auto.cfg.Admin[i], addr: db.auto.cfg.Addrs[i]}
 		if err := pr.received(ctx, &c); err != nil {
 			lastErr = fmt.Errorf("%s: %w", r.name, err)
-			db.log.Warn("rwsplit: replica not considered for promotion", "node", r.name, "err", errorText(err))
+			db.cfg.logger.Warn("rwsplit: replica not considered for promotion", "node", r.name, "err", errorText(err))
 			continue
 		}
 		if c.streaming {
@@ -248,20 +245,20 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 		return cands[i].r.name < cands[j].r.name
 	})
 	chosen := cands[0]
-	db.log.Warn("rwsplit: promoting a replica", "node", chosen.r.name, "old", old.name)
+	db.cfg.logger.Warn("rwsplit: promoting a replica", "node", chosen.r.name, "old", old.name)
 	if err := pr.promote(ctx, chosen.admin); err != nil {
 		return fmt.Errorf("promoting %s: %w", chosen.r.name, err)
 	}
 	db.auto.promotions.Add(1)
-	db.log.Warn("rwsplit: replica promoted", "node", chosen.r.name)
+	db.cfg.logger.Warn("rwsplit: replica promoted", "node", chosen.r.name)
 	for i, r := range db.nodes {
 		if r == chosen.r || r == old {
 			continue
 		}
 		if err := pr.follow(ctx, db.auto.cfg.Admin[i], chosen.addr); err != nil {
-			db.log.Error("rwsplit: replica not repointed at the new primary; repoint it by hand", "node", r.name, "primary", chosen.r.name, "err", errorText(err))
+			db.cfg.logger.Error("rwsplit: replica not repointed at the new primary; repoint it by hand", "node", r.name, "primary", chosen.r.name, "err", errorText(err))
 		} else {
-			db.log.Info("rwsplit: replica follows the new primary", "node", r.name, "primary", chosen.r.name)
+			db.cfg.logger.Info("rwsplit: replica follows the new primary", "node", r.name, "primary", chosen.r.name)
 		}
 	}
 	return nil

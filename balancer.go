@@ -2,17 +2,10 @@ package rwsplit
 
 import (
 	"context"
+	"database/sql"
 	"math/rand/v2"
 	"time"
 )
-
-// callKindOf is the kind of a call on route rt.
-func callKindOf(rt route) callKind {
-	if rt.read {
-		return callRead
-	}
-	return callWrite
-}
 
 // snapshot is the immutable set of replicas eligible for reads and the
 // picker built over it. It is replaced as a whole, never modified, and
@@ -31,11 +24,8 @@ func newSnapshot(p Policy, replicas []*Replica) *snapshot {
 	if len(replicas) > 0 {
 		s.picker = p.Build(replicas)
 	}
-	if len(replicas) == 1 {
-		switch p.(type) {
-		case *roundRobin, *randomPolicy, *leastInFlight, *leastLatency:
-			s.only = replicas[0]
-		}
+	if _, ok := p.(picksOnly); ok && len(replicas) == 1 {
+		s.only = replicas[0]
 	}
 	return s
 }
@@ -223,8 +213,8 @@ func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes)
 		return route{r: p, read: true}, nil
 	}
 	if lim := db.cfg.fallbackLimit; lim >= 0 {
-		if db.fallbackInFlight.Add(1) > int64(lim) {
-			db.fallbackInFlight.Add(-1)
+		if db.counts.fallbackInFlight.Add(1) > int64(lim) {
+			db.counts.fallbackInFlight.Add(-1)
 			return route{}, ErrNoReplica
 		}
 	}
@@ -255,14 +245,14 @@ func noteRead(ctx context.Context, rt route) {
 // sent counts a call about to be sent on rt.
 func (db *DB) sent(rt route) {
 	if rt.fallback {
-		db.fallbacks.Add(1)
+		db.counts.fallbacks.Add(1)
 	}
 }
 
 // refused counts a read refused to its caller with ErrNoReplica.
 func (db *DB) refused(err error) error {
 	if err == ErrNoReplica {
-		db.fallbackRejected.Add(1)
+		db.counts.fallbackRejected.Add(1)
 	}
 	return err
 }
@@ -270,7 +260,7 @@ func (db *DB) refused(err error) error {
 // done releases what a call on rt held.
 func (db *DB) done(rt route) {
 	if rt.fallback && db.cfg.fallbackLimit >= 0 {
-		db.fallbackInFlight.Add(-1)
+		db.counts.fallbackInFlight.Add(-1)
 	}
 }
 
@@ -318,7 +308,7 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 			return route{}, false
 		}
 		rt.r.readOnlyRetries.Add(1)
-		db.log.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
+		db.cfg.logger.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
 		return route{r: p}, true
 	}
 	if !rt.read || tried.n >= maxReadAttempts || isCallerDone(ctx, err) {
@@ -333,12 +323,68 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 		return route{}, false
 	}
 	rt.r.retries.Add(1)
-	db.log.Debug("rwsplit: read failed; retrying on another node", "node", rt.r.name, "err", errorText(err))
+	db.cfg.logger.Debug("rwsplit: read failed; retrying on another node", "node", rt.r.name, "err", errorText(err))
 	return next, true
 }
 
-// hedgeable reports whether a read routed by rt may be hedged: a read on a
-// replica, which can be hedged on another replica or, last, the primary.
-func (db *DB) hedgeable(rt route) bool {
-	return db.cfg.hedging != nil && rt.read && !rt.fallback && !rt.constrained() && rt.r.Role() == RoleReplica
+// kind is what a call on route rt counts as when it succeeds.
+func (rt route) kind() callKind {
+	if rt.read {
+		return callRead
+	}
+	return callWrite
+}
+
+// hedgeable reports whether a read routed by rt may be hedged (when
+// hedging is on): a read on a replica, which can be hedged on another
+// replica or, last, the primary.
+func (rt route) hedgeable() bool {
+	return rt.read && !rt.fallback && !rt.constrained() && rt.r.Role() == RoleReplica
+}
+
+// read runs a statement on the read path, for QueryRowContext when wantRow
+// is set and QueryContext otherwise: it routes it, hedges it when hedging
+// is on, and runs it on another node after a failure that allows it (see
+// retryRoute). It returns the rows, or the row, of the node that answered;
+// when the read fails, the error and (for wantRow) the row that carries it,
+// or no row when the read was refused before it was sent.
+func (db *DB) read(ctx context.Context, query string, args []any, wantRow bool) (*sql.Rows, *sql.Row, error) {
+	rt, err := db.routeRead(ctx, query)
+	if err != nil {
+		return nil, nil, db.refused(err)
+	}
+	var tried triedNodes
+	for {
+		db.sent(rt)
+		var rows *sql.Rows
+		var row *sql.Row
+		var err error
+		if db.cfg.hedging != nil && rt.hedgeable() {
+			a := db.hedgedRead(ctx, rt, query, args, wantRow, &tried)
+			if rows, row, err, rt.r = a.rows, a.row, a.err, a.r; err == nil {
+				rt.r.count(shardOf(), true)
+			}
+		} else {
+			c := rt.r.begin(rt.kind())
+			if wantRow {
+				row = rt.r.db.QueryRowContext(ctx, query, args...)
+				err = row.Err()
+			} else {
+				rows, err = rt.r.db.QueryContext(ctx, query, args...)
+			}
+			rt.r.end(ctx, c, err)
+		}
+		db.done(rt)
+		if err == nil {
+			db.served(ctx, rt)
+			return rows, row, nil
+		}
+		var ok bool
+		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
+			if db.closed.Load() {
+				return nil, nil, ErrClosed
+			}
+			return nil, row, err
+		}
+	}
 }

@@ -311,7 +311,7 @@ func BenchmarkRouting(b *testing.B) {
 				b.Fatalf("routed to %v (read %v): %v", rt.r, rt.read, err)
 			}
 			db.sent(rt)
-			c := rt.r.begin(callKindOf(rt))
+			c := rt.r.begin(rt.kind())
 			rt.r.end(ctx, c, nil)
 			db.done(rt)
 			db.served(ctx, rt)
@@ -396,8 +396,8 @@ func BenchmarkSessionQuery(b *testing.B) {
 				rows.Close()
 			}
 			b.StopTimer()
-			if mode == "session" && c.db.sessionPrimaryReads.Load() != 0 {
-				b.Fatalf("%d session reads went to the primary", c.db.sessionPrimaryReads.Load())
+			if mode == "session" && c.db.counts.sessionPrimaryReads.Load() != 0 {
+				b.Fatalf("%d session reads went to the primary", c.db.counts.sessionPrimaryReads.Load())
 			}
 		})
 	}

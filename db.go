@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,61 +18,51 @@ import (
 // A DB is safe for concurrent use by multiple goroutines. It owns the
 // *sql.DB handles it was given or opened and closes them in [DB.Close].
 type DB struct {
-	// Read by every call and written rarely, so kept together: a call
-	// then touches few of the DB's cache lines, which matters more than
-	// instructions once the driver's own work has pushed them out of the
-	// nearest cache.
-	closed        atomic.Bool
-	awaitingWrite atomic.Bool // a primary change waits for its first successful write
-	primary       atomic.Pointer[Replica]
-	snap          atomic.Pointer[snapshot]
-	writeBlock    atomic.Pointer[error] // why writes are refused (split brain); nil: accepted
-	replicaCount  int                   // replicas given to New or Open
-	classes       classCache
-	cfg           config // its fields read by every call come first
+	// Read by every call, written rarely: first, so that a call touches
+	// few of the DB's cache lines, which matters more than instructions
+	// once the driver's own work has pushed them out of the nearest cache.
+	closed        atomic.Bool              // set by Close
+	awaitingWrite atomic.Bool              // set by a primary change (health loop), cleared by the first write after it
+	primary       atomic.Pointer[Replica]  // health loop
+	snap          atomic.Pointer[snapshot] // rebuilt under health.mu, by the health loop and by traffic that ejects a node
+	writeBlock    atomic.Pointer[error]    // health loop: why writes are refused (split brain); nil: accepted
+	replicaCount  int                      // replicas given to New or Open
+	dialect       *dialect                 // chooses the classifier's lexer; fixed
+	classes       classCache               // traffic
+	cfg           config                   // fixed by New; its fields read by every call come first
 
-	dialect *dialect // chooses the classifier's lexer; fixed
+	nodes []*Replica // every node, the configured primary first; fixed
 
-	// positions is the dialect whose positions the probes read: dialect,
-	// or MariaDB once a probe found that a "mysql" driver talks to one.
-	positions   atomic.Pointer[dialect]
-	flavorKnown atomic.Bool // positions is settled
-	policy      Policy
-	log         *slog.Logger
+	positions   positionDialect // the dialect of positions: settled by the first probe that answers
+	health      health          // the health loop's state (health.go)
+	roles       roleState       // roles, fencing and write outages: written by the health loop and by writes (failover.go)
+	counts      counters        // written by traffic, read by Stats
+	waits       sessionWaits    // session waits: written by session reads and the position pollers (readyourwrites.go)
+	hedgeTokens hedgeTokens     // traffic (hedge.go)
+	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
 
-	nodes  []*Replica // every node, the configured primary first; fixed
-	health health
+	closeMu sync.Mutex // serialises Close
+}
 
-	fallbackInFlight atomic.Int64  // reads on the primary for want of a replica
-	fallbacks        atomic.Uint64 // reads sent to the primary for want of a replica
-	fallbackRejected atomic.Uint64 // reads refused with ErrNoReplica
-	epochChanged     atomic.Bool   // a probe saw the primary's epoch change
+// positionDialect is the dialect whose positions the probes read: the
+// DB's dialect, or MariaDB once a probe found that a "mysql" driver talks
+// to one (see DB.flavor).
+type positionDialect struct {
+	d     atomic.Pointer[dialect]
+	known atomic.Bool // settled: d no longer changes
+}
 
+func (p *positionDialect) Load() *dialect { return p.d.Load() }
+
+// counters are the DB-wide counts that Stats reports, written by traffic.
+type counters struct {
+	fallbackInFlight    atomic.Int64  // reads on the primary for want of a replica
+	fallbacks           atomic.Uint64 // reads sent to the primary for want of a replica
+	fallbackRejected    atomic.Uint64 // reads refused with ErrNoReplica
 	sessionReplicaReads atomic.Uint64 // session reads routed to a replica
 	sessionPrimaryReads atomic.Uint64 // session reads routed to the primary
 	positionReads       atomic.Uint64 // round trips made to read a position for sessions and write concerns
 	tokensRejected      atomic.Uint64 // resumed tokens not accepted
-
-	// Session waits: a channel closed when a cached position changes, and
-	// the position pollers (see pollPositions).
-	posEvent    atomic.Pointer[chan struct{}]
-	pollMu      sync.Mutex
-	pollStopped bool
-	pollers     sync.WaitGroup
-
-	hedgeTokens hedgeTokens
-
-	// Failover (see discoverRoles).
-	maxTimeline    uint64        // highest PostgreSQL timeline seen on a writable node (health goroutine only)
-	primaryChanges atomic.Uint64 // primary changes followed
-	fencings       atomic.Uint64 // nodes fenced for taking writes on an old timeline
-	splitBrains    atomic.Uint64 // times several writable nodes were seen
-	changedAt      atomic.Int64  // monotime of the last primary change
-	troubleAt      atomic.Int64  // monotime the primary was last seen in trouble; 0 none
-	lastOutage     atomic.Int64  // ns from trouble to the first write after the last change
-	auto           *autoFailover // automatic promotion; nil: off
-
-	closeMu sync.Mutex // serialises Close
 }
 
 // New returns a DB that writes to primary and reads from replicas. It
@@ -124,8 +113,9 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 	if err := cfg.validate(len(handles), addrs); err != nil {
 		return nil, &Error{Op: op, Err: err}
 	}
-	if w, ok := cfg.policy.(*weighted); ok {
-		if err := w.validate(len(replicas)); err != nil {
+	weights, _ := cfg.policy.(replicaWeights)
+	if weights != nil {
+		if err := weights.checkReplicas(len(replicas)); err != nil {
 			return nil, &Error{Op: op, Err: err}
 		}
 	}
@@ -161,7 +151,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		}
 	}
 
-	db := &DB{cfg: cfg, dialect: d, policy: cfg.policy, log: cfg.logger, replicaCount: len(replicas)}
+	db := &DB{cfg: cfg, dialect: d, replicaCount: len(replicas)}
 	if cfg.auto != nil {
 		// A driver of several databases (askFlavor) may turn out to
 		// serve one that promotes; promote checks again.
@@ -180,19 +170,19 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		if i == 0 {
 			r.role.Store(int32(RolePrimary))
 			r.probedPrimary.Store(true) // until a probe says otherwise
-		} else if w, ok := cfg.policy.(*weighted); ok {
-			r.weight = w.weights[i-1]
+		} else if weights != nil {
+			r.weight = weights.weightOf(i - 1)
 		}
 		db.nodes = append(db.nodes, r)
 	}
 	db.classes.init()
-	db.positions.Store(d)
-	db.flavorKnown.Store(!d.askFlavor || cfg.dialect != "")
+	db.positions.d.Store(d)
+	db.positions.known.Store(!d.askFlavor || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
-	db.snap.Store(newSnapshot(db.policy, db.nodes[1:]))
+	db.snap.Store(newSnapshot(db.cfg.policy, db.nodes[1:]))
 	db.setTracking(db.nodes[1:])
 	db.startHealth()
-	db.log.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
+	db.cfg.logger.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
 	return db, nil
 }
 
@@ -301,35 +291,8 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	rt, err := db.routeRead(ctx, query)
-	if err != nil {
-		return nil, db.refused(err)
-	}
-	var tried triedNodes
-	for {
-		db.sent(rt)
-		var rows *sql.Rows
-		var err error
-		if db.hedgeable(rt) {
-			a := db.hedgedRead(ctx, rt, query, args, false, &tried)
-			if rows, err, rt.r = a.rows, a.err, a.r; err == nil {
-				rt.r.count(shardOf(), true)
-			}
-		} else {
-			c := rt.r.begin(callKindOf(rt))
-			rows, err = rt.r.db.QueryContext(ctx, query, args...)
-			rt.r.end(ctx, c, err)
-		}
-		db.done(rt)
-		if err == nil {
-			db.served(ctx, rt)
-			return rows, nil
-		}
-		var ok bool
-		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
-			return nil, db.closedErr(err)
-		}
-	}
+	rows, _, err := db.read(ctx, query, args, false)
+	return rows, err
 }
 
 // QueryRowContext runs a query expected to return at most one row, routed
@@ -339,39 +302,11 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	if db.closed.Load() {
 		return errRow(ErrClosed)
 	}
-	rt, err := db.routeRead(ctx, query)
-	if err != nil {
-		return errRow(db.refused(err))
+	_, row, err := db.read(ctx, query, args, true)
+	if row == nil {
+		return errRow(err)
 	}
-	var tried triedNodes
-	for {
-		db.sent(rt)
-		var row *sql.Row
-		var err error
-		if db.hedgeable(rt) {
-			a := db.hedgedRead(ctx, rt, query, args, true, &tried)
-			if row, err, rt.r = a.row, a.err, a.r; err == nil {
-				rt.r.count(shardOf(), true)
-			}
-		} else {
-			c := rt.r.begin(callKindOf(rt))
-			row = rt.r.db.QueryRowContext(ctx, query, args...)
-			err = row.Err()
-			rt.r.end(ctx, c, err)
-		}
-		db.done(rt)
-		if err == nil {
-			db.served(ctx, rt)
-			return row
-		}
-		var ok bool
-		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
-			if db.closed.Load() {
-				return errRow(ErrClosed)
-			}
-			return row
-		}
-	}
+	return row
 }
 
 // ExecContext runs a statement on the primary. It is never retried on

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"syscall"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 var (
@@ -93,12 +92,70 @@ func sqlState(err error) string {
 	return ""
 }
 
+// The core imports no driver, so that a program links only the drivers
+// it imports itself. go-sql-driver/mysql's errors are recognised by their
+// shape: a server error is a struct named MySQLError with a uint16 Number
+// field, and a connection that broke mid-call is ErrInvalidConn, a plain
+// errors.New("invalid connection").
+
+// mysqlNumber returns the number of the first MySQL or MariaDB server
+// error in err's tree, or 0.
 func mysqlNumber(err error) uint16 {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number
+	var n uint16
+	findError(err, func(e error) bool {
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return false
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct || v.Type().Name() != "MySQLError" {
+			return false
+		}
+		f := v.FieldByName("Number")
+		if !f.IsValid() || f.Kind() != reflect.Uint16 {
+			return false
+		}
+		n = uint16(f.Uint())
+		return true
+	})
+	return n
+}
+
+// isMySQLInvalidConn reports whether err's tree holds go-sql-driver/mysql's
+// ErrInvalidConn.
+func isMySQLInvalidConn(err error) bool {
+	return findError(err, func(e error) bool {
+		return e.Error() == "invalid connection" && reflect.TypeOf(e) == errorStringType
+	})
+}
+
+// errorStringType is the type of the errors errors.New makes.
+var errorStringType = reflect.TypeOf(errors.New(""))
+
+// findError reports whether match holds for an error in err's tree, which
+// it walks as errors.Is does: err, then what Unwrap returns, depth first.
+func findError(err error, match func(error) bool) bool {
+	for err != nil {
+		if match(err) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if findError(e, match) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
 	}
-	return 0
+	return false
 }
 
 // isReadOnlyRejection reports whether err says the node refused a statement
@@ -141,7 +198,7 @@ func isNodeFault(ctx context.Context, err error) bool {
 	if err == nil || isCallerDone(ctx, err) {
 		return false
 	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+	if errors.Is(err, driver.ErrBadConn) || isMySQLInvalidConn(err) ||
 		errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,18 @@ import (
 // cannot be told apart (the same timeline, or MySQL/MariaDB, which has no
 // timeline) make writes fail with ErrSplitBrain until one steps down. With
 // the generic dialect the configured primary stays the primary.
+
+// roleState is what the DB knows of roles and write outages. The health
+// loop writes it, writes end an outage, and Stats reads it.
+type roleState struct {
+	maxTimeline    uint64        // highest PostgreSQL timeline seen on a writable node (health loop only)
+	epochChanged   atomic.Bool   // a probe saw the primary's epoch change
+	primaryChanges atomic.Uint64 // primary changes followed
+	fencings       atomic.Uint64 // nodes fenced for taking writes on an old timeline
+	splitBrains    atomic.Uint64 // times several writable nodes were seen
+	troubleAt      atomic.Int64  // monotime the primary was last seen in trouble; 0 none
+	lastOutage     atomic.Int64  // ns from trouble to the first write after the last change
+}
 
 // discoverRoles applies the nodes' reported roles (health goroutine only).
 func (db *DB) discoverRoles(results []probeResult) {
@@ -41,29 +54,29 @@ func (db *DB) discoverRoles(results []probeResult) {
 		if res.primary {
 			writable = append(writable, i)
 		} else if r.fenced.Swap(false) {
-			db.log.Info("rwsplit: fenced node is a replica now", "node", r.name)
+			db.cfg.logger.Info("rwsplit: fenced node is a replica now", "node", r.name)
 		}
 	}
 	top := writable
 	if d.timelines {
 		for _, i := range writable {
-			if e := results[i].epoch; results[i].epochKnown && e.n > db.maxTimeline {
-				db.maxTimeline = e.n
+			if e := results[i].epoch; results[i].epochKnown && e.n > db.roles.maxTimeline {
+				db.roles.maxTimeline = e.n
 			}
 		}
 		top = top[:0:0]
 		for _, i := range writable {
 			r := db.nodes[i]
-			if results[i].epochKnown && results[i].epoch.n < db.maxTimeline {
+			if results[i].epochKnown && results[i].epoch.n < db.roles.maxTimeline {
 				if !r.fenced.Swap(true) {
-					db.fencings.Add(1)
-					db.log.Error("rwsplit: node takes writes on an old timeline; fenced: no writes or reads go to it",
-						"node", r.name, "timeline", results[i].epoch.n, "highest", db.maxTimeline)
+					db.roles.fencings.Add(1)
+					db.cfg.logger.Error("rwsplit: node takes writes on an old timeline; fenced: no writes or reads go to it",
+						"node", r.name, "timeline", results[i].epoch.n, "highest", db.roles.maxTimeline)
 				}
 				continue
 			}
 			if results[i].epochKnown && r.fenced.Swap(false) {
-				db.log.Info("rwsplit: fenced node takes writes on the highest timeline; no longer fenced", "node", r.name, "timeline", db.maxTimeline)
+				db.cfg.logger.Info("rwsplit: fenced node takes writes on the highest timeline; no longer fenced", "node", r.name, "timeline", db.roles.maxTimeline)
 			}
 			top = append(top, i)
 		}
@@ -93,7 +106,7 @@ func (db *DB) discoverRoles(results []probeResult) {
 	if !db.awaitingWrite.Load() && db.writeBlock.Load() == nil && !p.fenced.Load() {
 		for i, r := range db.nodes {
 			if r == p && results[i].err == nil && results[i].roleKnown && results[i].primary {
-				db.troubleAt.Store(0)
+				db.roles.troubleAt.Store(0)
 			}
 		}
 	}
@@ -112,13 +125,13 @@ func (db *DB) setWriteBlock(err error, nodes string) {
 	if err == nil {
 		if old != nil {
 			db.writeBlock.Store(nil)
-			db.log.Info("rwsplit: one writable node again; writes accepted")
+			db.cfg.logger.Info("rwsplit: one writable node again; writes accepted")
 		}
 		return
 	}
 	if old == nil {
-		db.splitBrains.Add(1)
-		db.log.Error("rwsplit: several nodes take writes and none can be told to be the primary; writes refused until one steps down", "nodes", nodes)
+		db.roles.splitBrains.Add(1)
+		db.cfg.logger.Error("rwsplit: several nodes take writes and none can be told to be the primary; writes refused until one steps down", "nodes", nodes)
 		db.primaryTrouble()
 	}
 	db.writeBlock.Store(&err)
@@ -131,11 +144,10 @@ func (db *DB) switchPrimary(old, n *Replica) {
 	n.rampStart.Store(0)
 	old.role.Store(int32(RoleReplica))
 	db.primary.Store(n)
-	db.primaryChanges.Add(1)
-	db.changedAt.Store(now)
-	db.troubleAt.CompareAndSwap(0, now)
+	db.roles.primaryChanges.Add(1)
+	db.roles.troubleAt.CompareAndSwap(0, now)
 	db.awaitingWrite.Store(true)
-	db.log.Info("rwsplit: primary changed", "from", old.name, "to", n.name)
+	db.cfg.logger.Info("rwsplit: primary changed", "from", old.name, "to", n.name)
 	db.rebuild()
 	db.setTracking(db.snap.Load().replicas)
 }
@@ -208,8 +220,8 @@ func (db *DB) wrote() {
 
 func (db *DB) firstWrite() {
 	if db.awaitingWrite.CompareAndSwap(true, false) {
-		if t := db.troubleAt.Swap(0); t != 0 {
-			db.lastOutage.Store(monotime() - t)
+		if t := db.roles.troubleAt.Swap(0); t != 0 {
+			db.roles.lastOutage.Store(monotime() - t)
 		}
 	}
 }
@@ -230,13 +242,8 @@ func (db *DB) writeFailed(ctx context.Context, err error) {
 // primary is gone or no longer writable, and notes when it was seen.
 func (db *DB) primaryTrouble() {
 	now := monotime()
-	db.troubleAt.CompareAndSwap(0, now)
-	if db.fastUntil(now+int64(failoverFastPeriod)) < now {
-		select {
-		case db.health.kick <- struct{}{}:
-		default:
-		}
-	}
+	db.roles.troubleAt.CompareAndSwap(0, now)
+	db.hurry(failoverFastPeriod)
 }
 
 // failoverFastPeriod is how long the health loop probes at its fast

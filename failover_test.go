@@ -158,7 +158,7 @@ func TestFallbackLimit(t *testing.T) {
 		_, err := c.db.QueryContext(context.Background(), "SELECT 1")
 		first <- err
 	}()
-	waitFor(t, 5*time.Second, "first fallback in flight", func() bool { return c.db.fallbackInFlight.Load() == 1 })
+	waitFor(t, 5*time.Second, "first fallback in flight", func() bool { return c.db.counts.fallbackInFlight.Load() == 1 })
 	if _, err := c.db.QueryContext(context.Background(), "SELECT 1"); !errors.Is(err, ErrNoReplica) {
 		t.Errorf("read beyond the fallback limit: %v, want ErrNoReplica", err)
 	}

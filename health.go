@@ -62,10 +62,10 @@ func (db *DB) stopHealth() {
 	if db.auto != nil {
 		db.auto.wg.Wait()
 	}
-	db.pollMu.Lock()
-	db.pollStopped = true
-	db.pollMu.Unlock()
-	db.pollers.Wait()
+	db.waits.mu.Lock()
+	db.waits.stopped = true
+	db.waits.mu.Unlock()
+	db.waits.pollers.Wait()
 }
 
 func (db *DB) healthLoop() {
@@ -194,7 +194,7 @@ func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, n
 		res.primary = r.Role() == RolePrimary // no word from the node: as configured or discovered
 	}
 	if r.probedPrimary.Swap(res.primary) != res.primary && r.Role() == RoleReplica && res.primary {
-		db.log.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
+		db.cfg.logger.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
 	}
 	if r.Role() == RoleReplica {
 		r.lag.Store(int64(db.replicaLag(r, res, primaryPos, now)))
@@ -203,7 +203,7 @@ func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, n
 		np := &nodePosition{pos: res.pos, epoch: res.epoch, epochKnown: res.epochKnown, at: res.at}
 		if r.Role() == RolePrimary && res.primary && res.epochKnown {
 			if old := r.pos.Load(); old != nil && old.epochKnown && old.epoch != res.epoch {
-				db.epochChanged.Store(true)
+				db.roles.epochChanged.Store(true)
 			}
 		}
 		r.pos.Store(np)
@@ -281,10 +281,10 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 		if db.cfg.slowStart > 0 && r.Role() == RoleReplica {
 			r.rampStart.Store(max(monotime(), 1))
 		}
-		db.log.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
+		db.cfg.logger.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
 	} else {
 		r.ejections.Add(1)
-		db.log.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
+		db.cfg.logger.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
 	}
 	db.rebuild()
 }
@@ -295,10 +295,7 @@ func (db *DB) nodeFailed(r *Replica, err error) {
 	if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter && r.healthy.Load() {
 		r.lastErr.Store(errorText(err))
 		db.setHealthy(r, false, err)
-		select { // have the next round sooner, to learn who else is affected
-		case db.health.kick <- struct{}{}:
-		default:
-		}
+		db.kick() // have the next round sooner, to learn who else is affected
 	}
 }
 
@@ -317,12 +314,12 @@ func (db *DB) rebuild() {
 	if sameReplicas(old.replicas, eligible) {
 		return
 	}
-	db.snap.Store(newSnapshot(db.policy, eligible))
+	db.snap.Store(newSnapshot(db.cfg.policy, eligible))
 	db.setTracking(eligible)
 	if len(eligible) == 0 && db.replicaCount > 0 {
-		db.log.Warn("rwsplit: no replica eligible; reads go to the primary within the fallback limit")
+		db.cfg.logger.Warn("rwsplit: no replica eligible; reads go to the primary within the fallback limit")
 	} else if len(old.replicas) == 0 && len(eligible) > 0 && db.replicaCount > 0 {
-		db.log.Info("rwsplit: replicas eligible again", "count", len(eligible))
+		db.cfg.logger.Info("rwsplit: replicas eligible again", "count", len(eligible))
 	}
 }
 
@@ -331,11 +328,8 @@ func (db *DB) rebuild() {
 // built-in load-aware policies with two replicas or more to choose from),
 // and in their shards otherwise.
 func (db *DB) setTracking(eligible []*Replica) {
-	loadAware := false
-	switch db.policy.(type) {
-	case *leastInFlight, *leastLatency:
-		loadAware = len(eligible) >= 2
-	}
+	_, reads := db.cfg.policy.(loadAware)
+	loadAware := reads && len(eligible) >= 2
 	for _, r := range db.nodes {
 		want := false
 		if loadAware {
@@ -374,25 +368,32 @@ func sameReplicas(a, b []*Replica) bool {
 	return true
 }
 
-// hurry has the health loop probe at its fast cadence for a while, so
-// that replicas' cached positions catch up with sessions that wait for
-// them.
-func (db *DB) hurry() {
-	if db.fastUntil(monotime()+int64(2*db.cfg.interval)) < monotime() {
-		select {
-		case db.health.kick <- struct{}{}:
-		default:
-		}
+// kick asks the health loop for a round now, unless one is asked for
+// already; it never blocks.
+func (db *DB) kick() {
+	select {
+	case db.health.kick <- struct{}{}:
+	default:
 	}
 }
 
-// fastUntil extends the fast probe cadence to until (never shortens it)
-// and returns the previous end.
-func (db *DB) fastUntil(until int64) int64 {
+// hurry has the health loop probe at its fast cadence for d from now
+// (never shortening a longer spell), and start a round at once if it was
+// probing at its normal cadence: sessions waiting for replicas to be seen
+// to catch up, or a sign of trouble with the primary.
+func (db *DB) hurry(d time.Duration) {
+	now := monotime()
+	until := now + int64(d)
 	for {
 		old := db.health.fastUntil.Load()
-		if old >= until || db.health.fastUntil.CompareAndSwap(old, until) {
-			return old
+		if old >= until {
+			return
+		}
+		if db.health.fastUntil.CompareAndSwap(old, until) {
+			if old < now {
+				db.kick()
+			}
+			return
 		}
 	}
 }

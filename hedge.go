@@ -308,7 +308,7 @@ func (h *hedged) launch(rt route, wg *sync.WaitGroup, failed chan<- struct{}) bo
 	h.hedges = append(h.hedges, a)
 	h.mu.Unlock()
 	db.sent(rt)
-	db.log.Debug("rwsplit: read slow; hedging on another node", "node", h.first.r.name, "hedge", rt.r.name)
+	db.cfg.logger.Debug("rwsplit: read slow; hedging on another node", "node", h.first.r.name, "hedge", rt.r.name)
 	wg.Go(func() {
 		c := a.r.begin(callOther)
 		h.call(ctx2, a)

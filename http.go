@@ -96,7 +96,7 @@ func (db *DB) requestSession(r *http.Request, opts *HTTPSessionOptions) *Session
 		}
 		s, err := ResumeSession(t)
 		if err != nil {
-			db.log.Debug("rwsplit: session token ignored", "err", err)
+			db.cfg.logger.Debug("rwsplit: session token ignored", "err", err)
 			continue
 		}
 		db.adopt(r.Context(), s)

@@ -38,6 +38,27 @@ type PickInfo struct {
 	Query string          // the statement; empty for a read-only transaction
 }
 
+// What the library needs to know of a built-in policy comes through these
+// optional interfaces, found by type assertion, never by a switch on the
+// policy's type. (fmt.Stringer names a policy in Stats.)
+
+// loadAware is a policy whose pickers read each replica's shared
+// in-flight counter (Replica.inFlight): while two replicas or more are
+// eligible, the calls on them count there rather than in their shards.
+type loadAware interface{ readsInFlight() }
+
+// picksOnly is a policy whose picker, built over one replica, always
+// returns it: the snapshot then skips the call.
+type picksOnly interface{ picksTheOnlyReplica() }
+
+// replicaWeights is a policy that gives each replica handle given to New
+// a weight: checkReplicas validates it against their number, and
+// weightOf(i) is the weight of the i-th (from 0).
+type replicaWeights interface {
+	checkReplicas(n int) error
+	weightOf(i int) int
+}
+
 // randSource is where policies draw random numbers: the runtime's
 // lock-free generator in production, a seeded one in tests.
 type randSource interface {
@@ -54,6 +75,14 @@ var (
 	_ Policy = (*weighted)(nil)
 	_ Policy = (*leastInFlight)(nil)
 	_ Policy = (*leastLatency)(nil)
+
+	_ picksOnly      = (*roundRobin)(nil)
+	_ picksOnly      = (*randomPolicy)(nil)
+	_ picksOnly      = (*leastInFlight)(nil)
+	_ picksOnly      = (*leastLatency)(nil)
+	_ loadAware      = (*leastInFlight)(nil)
+	_ loadAware      = (*leastLatency)(nil)
+	_ replicaWeights = (*weighted)(nil)
 )
 
 // RoundRobin returns a policy that sends reads to the eligible replicas in
@@ -61,6 +90,9 @@ var (
 func RoundRobin() Policy { return &roundRobin{rnd: runtimeRand{}} }
 
 type roundRobin struct{ rnd randSource }
+
+func (*roundRobin) String() string        { return "RoundRobin" }
+func (*roundRobin) picksTheOnlyReplica() {}
 
 func (p *roundRobin) Build(replicas []*Replica) Picker {
 	pk := &roundRobinPicker{replicas: replicas}
@@ -85,6 +117,9 @@ func (p *roundRobinPicker) Pick(PickInfo) *Replica {
 func Random() Policy { return &randomPolicy{rnd: runtimeRand{}} }
 
 type randomPolicy struct{ rnd randSource }
+
+func (*randomPolicy) String() string        { return "Random" }
+func (*randomPolicy) picksTheOnlyReplica() {}
 
 func (p *randomPolicy) Build(replicas []*Replica) Picker {
 	return &randomPicker{replicas: replicas, rnd: p.rnd}
@@ -116,8 +151,12 @@ type weighted struct {
 	rnd     randSource
 }
 
-// validate checks the weights against the replica count given to New.
-func (p *weighted) validate(replicas int) error {
+func (*weighted) String() string { return "Weighted" }
+
+func (p *weighted) weightOf(i int) int { return p.weights[i] }
+
+// checkReplicas checks the weights against the replica count given to New.
+func (p *weighted) checkReplicas(replicas int) error {
 	if len(p.weights) != replicas {
 		return fmt.Errorf("Weighted: %d weights for %d replicas", len(p.weights), replicas)
 	}
@@ -184,6 +223,10 @@ func LeastInFlight() Policy { return &leastInFlight{rnd: runtimeRand{}} }
 
 type leastInFlight struct{ rnd randSource }
 
+func (*leastInFlight) String() string        { return "LeastInFlight" }
+func (*leastInFlight) picksTheOnlyReplica() {}
+func (*leastInFlight) readsInFlight()        {}
+
 func (p *leastInFlight) Build(replicas []*Replica) Picker {
 	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: inFlightCost}
 }
@@ -201,6 +244,10 @@ func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load(
 func LeastLatency() Policy { return &leastLatency{rnd: runtimeRand{}} }
 
 type leastLatency struct{ rnd randSource }
+
+func (*leastLatency) String() string        { return "LeastLatency" }
+func (*leastLatency) picksTheOnlyReplica() {}
+func (*leastLatency) readsInFlight()        {}
 
 func (p *leastLatency) Build(replicas []*Replica) Picker {
 	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: latencyCost}

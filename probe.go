@@ -58,7 +58,7 @@ func (db *DB) probe(ctx context.Context, h *sql.DB) probeResult {
 // databases (go-sql-driver/mysql) it asks the server's VERSION() once,
 // through h, which it is.
 func (db *DB) flavor(ctx context.Context, h *sql.DB) (*dialect, error) {
-	if db.flavorKnown.Load() {
+	if db.positions.known.Load() {
 		return db.positions.Load(), nil
 	}
 	var version string
@@ -66,8 +66,8 @@ func (db *DB) flavor(ctx context.Context, h *sql.DB) (*dialect, error) {
 		return nil, err
 	}
 	d := db.positions.Load().flavorOf(version)
-	db.positions.Store(d)
-	db.flavorKnown.Store(true)
+	db.positions.d.Store(d)
+	db.positions.known.Store(true)
 	return d, nil
 }
 
@@ -235,7 +235,7 @@ func (db *DB) replicaPosition(ctx context.Context, r *Replica, d *dialect) (posi
 	if err := r.monitor.QueryRowContext(ctx, d.replicaPositionQuery).Scan(&text); err != nil || !text.Valid {
 		return position{}, false
 	}
-	db.positionReads.Add(1)
+	db.counts.positionReads.Add(1)
 	return newPosition(d, text.String)
 }
 
@@ -249,7 +249,7 @@ func (db *DB) primaryPosition(ctx context.Context, p *Replica) (position, epoch,
 	if err := p.db.QueryRowContext(ctx, d.primaryPositionQuery).Scan(&text, &ep); err != nil {
 		return position{}, epoch{}, false, err
 	}
-	db.positionReads.Add(1)
+	db.counts.positionReads.Add(1)
 	if !text.Valid {
 		return position{}, epoch{}, false, errors.New("rwsplit: the primary reported no position")
 	}

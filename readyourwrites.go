@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,16 @@ import (
 // last read from while that node is eligible, and moves only to a node
 // proven at least as far along as that node was after the read, or to the
 // primary.
+
+// sessionWaits is what session reads that wait for a replica share: a
+// channel closed when a cached position changes, and the position
+// pollers (see pollPositions).
+type sessionWaits struct {
+	posEvent atomic.Pointer[chan struct{}]
+	mu       sync.Mutex // guards stopped and the start of a poller
+	stopped  bool       // Close has stopped the pollers: none may start
+	pollers  sync.WaitGroup
+}
 
 // A Session is one client's view of the data: it reads its own writes and
 // never reads older data than it read before, while being served by
@@ -238,7 +249,7 @@ func (db *DB) sessionCovers(r *Replica, d *dialect, v *sessionView) bool {
 			if np.epoch != v.ep {
 				return false
 			}
-		case d.timelines && db.epochChanged.Load():
+		case d.timelines && db.roles.epochChanged.Load():
 			// A standby that does not show its timeline (no
 			// pg_read_all_stats) proves nothing once a promotion was
 			// seen.
@@ -290,7 +301,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 		// primary's position now instead: it bounds what the last read
 		// saw. At most once per fast probe interval per session.
 		if !db.settleNow(ctx, s, d, p, snap, &v) {
-			db.hurry()
+			db.hurry(2 * db.cfg.interval)
 			return db.sessionPrimary(p)
 		}
 	}
@@ -308,7 +319,7 @@ func (db *DB) routeSession(ctx context.Context, s *Session, query string, tried 
 	if r := db.awaitCoverage(ctx, snap, d, &v, tried); r != nil {
 		return db.sessionReplica(r), nil
 	}
-	db.hurry()
+	db.hurry(2 * db.cfg.interval)
 	return db.sessionPrimary(p)
 }
 
@@ -349,7 +360,7 @@ func (db *DB) settleNow(ctx context.Context, s *Session, d *dialect, p *Replica,
 }
 
 func (db *DB) sessionReplica(r *Replica) route {
-	db.sessionReplicaReads.Add(1)
+	db.counts.sessionReplicaReads.Add(1)
 	return route{r: r, read: true, pin: pinSession}
 }
 
@@ -357,7 +368,7 @@ func (db *DB) sessionPrimary(p *Replica) (route, error) {
 	if p.fenced.Load() {
 		return route{}, ErrNoPrimary
 	}
-	db.sessionPrimaryReads.Add(1)
+	db.counts.sessionPrimaryReads.Add(1)
 	return route{r: p, read: true, pin: pinSession}, nil
 }
 
@@ -408,17 +419,17 @@ const positionPoll = 3 * time.Millisecond
 // cached node position.
 func (db *DB) positionsChanged() <-chan struct{} {
 	for {
-		if ch := db.posEvent.Load(); ch != nil {
+		if ch := db.waits.posEvent.Load(); ch != nil {
 			return *ch
 		}
 		ch := make(chan struct{})
-		db.posEvent.CompareAndSwap(nil, &ch)
+		db.waits.posEvent.CompareAndSwap(nil, &ch)
 	}
 }
 
 // notifyPositions wakes the sessions waiting for positions.
 func (db *DB) notifyPositions() {
-	if ch := db.posEvent.Swap(nil); ch != nil {
+	if ch := db.waits.posEvent.Swap(nil); ch != nil {
 		close(*ch)
 	}
 }
@@ -436,16 +447,16 @@ func (db *DB) pollPositions(r *Replica, until int64) {
 	if !r.polling.CompareAndSwap(false, true) {
 		return
 	}
-	db.pollMu.Lock()
-	if db.pollStopped {
-		db.pollMu.Unlock()
+	db.waits.mu.Lock()
+	if db.waits.stopped {
+		db.waits.mu.Unlock()
 		r.polling.Store(false)
 		return
 	}
-	db.pollers.Add(1)
-	db.pollMu.Unlock()
+	db.waits.pollers.Add(1)
+	db.waits.mu.Unlock()
 	go func() {
-		defer db.pollers.Done()
+		defer db.waits.pollers.Done()
 		for {
 			for monotime() < r.pollUntil.Load() && db.health.ctx.Err() == nil {
 				ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
@@ -472,7 +483,7 @@ func (db *DB) pollPositions(r *Replica, until int64) {
 // position, and the write concern's wait.
 func (db *DB) afterWrite(ctx context.Context, o *callOptions, res sql.Result) (sql.Result, error) {
 	d := db.positions.Load()
-	if !d.hasPositions() && db.flavorKnown.Load() {
+	if !d.hasPositions() && db.positions.known.Load() {
 		if o.session != nil {
 			o.session.markWrite(db)
 		}

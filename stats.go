@@ -93,20 +93,20 @@ func (db *DB) Stats() Stats {
 	snap := db.snap.Load()
 	s := Stats{
 		Dialect:          db.positions.Load().name,
-		Policy:           policyName(db.policy),
+		Policy:           policyName(db.cfg.policy),
 		Eligible:         len(snap.replicas),
-		Fallbacks:        db.fallbacks.Load(),
-		FallbackRejected: db.fallbackRejected.Load(),
+		Fallbacks:        db.counts.fallbacks.Load(),
+		FallbackRejected: db.counts.fallbackRejected.Load(),
 
-		PrimaryChanges:  db.primaryChanges.Load(),
-		Fencings:        db.fencings.Load(),
-		SplitBrains:     db.splitBrains.Load(),
-		LastWriteOutage: time.Duration(db.lastOutage.Load()),
+		PrimaryChanges:  db.roles.primaryChanges.Load(),
+		Fencings:        db.roles.fencings.Load(),
+		SplitBrains:     db.roles.splitBrains.Load(),
+		LastWriteOutage: time.Duration(db.roles.lastOutage.Load()),
 
-		SessionReplicaReads: db.sessionReplicaReads.Load(),
-		SessionPrimaryReads: db.sessionPrimaryReads.Load(),
-		PositionReads:       db.positionReads.Load(),
-		TokensRejected:      db.tokensRejected.Load(),
+		SessionReplicaReads: db.counts.sessionReplicaReads.Load(),
+		SessionPrimaryReads: db.counts.sessionPrimaryReads.Load(),
+		PositionReads:       db.counts.positionReads.Load(),
+		TokensRejected:      db.counts.tokensRejected.Load(),
 	}
 	if e := db.writeBlock.Load(); e != nil {
 		s.WritesRefused = (*e).Error()
@@ -159,18 +159,11 @@ func (db *DB) Stats() Stats {
 	return s
 }
 
+// policyName names a policy in Stats: by its String method, else by its
+// type.
 func policyName(p Policy) string {
-	switch p.(type) {
-	case *roundRobin:
-		return "RoundRobin"
-	case *randomPolicy:
-		return "Random"
-	case *weighted:
-		return "Weighted"
-	case *leastInFlight:
-		return "LeastInFlight"
-	case *leastLatency:
-		return "LeastLatency"
+	if s, ok := p.(fmt.Stringer); ok {
+		return s.String()
 	}
 	return fmt.Sprintf("%T", p)
 }

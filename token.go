@@ -270,7 +270,7 @@ func (db *DB) adopt(ctx context.Context, s *Session) {
 		s.key = key
 	}
 	d := db.positions.Load()
-	if s.hasNeed && db.flavorKnown.Load() && s.kind != d {
+	if s.hasNeed && db.positions.known.Load() && s.kind != d {
 		db.rejectToken(s, fmt.Sprintf("a %s position, but the DB is %s", s.kind.name, d.name))
 		s.mu.Unlock()
 		return
@@ -318,6 +318,6 @@ func (db *DB) rejectToken(s *Session, why string) {
 	s.resolve, s.rebase, s.pending = false, false, 0
 	s.lastWrite = time.Time{}
 	s.node = nil
-	db.tokensRejected.Add(1)
-	db.log.Warn("rwsplit: session token rejected; the session starts empty", "reason", why)
+	db.counts.tokensRejected.Add(1)
+	db.cfg.logger.Warn("rwsplit: session token rejected; the session starts empty", "reason", why)
 }
