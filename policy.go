@@ -91,7 +91,7 @@ func RoundRobin() Policy { return &roundRobin{rnd: runtimeRand{}} }
 
 type roundRobin struct{ rnd randSource }
 
-func (*roundRobin) String() string        { return "RoundRobin" }
+func (*roundRobin) String() string       { return "RoundRobin" }
 func (*roundRobin) picksTheOnlyReplica() {}
 
 func (p *roundRobin) Build(replicas []*Replica) Picker {
@@ -118,7 +118,7 @@ func Random() Policy { return &randomPolicy{rnd: runtimeRand{}} }
 
 type randomPolicy struct{ rnd randSource }
 
-func (*randomPolicy) String() string        { return "Random" }
+func (*randomPolicy) String() string       { return "Random" }
 func (*randomPolicy) picksTheOnlyReplica() {}
 
 func (p *randomPolicy) Build(replicas []*Replica) Picker {
@@ -223,9 +223,9 @@ func LeastInFlight() Policy { return &leastInFlight{rnd: runtimeRand{}} }
 
 type leastInFlight struct{ rnd randSource }
 
-func (*leastInFlight) String() string        { return "LeastInFlight" }
+func (*leastInFlight) String() string       { return "LeastInFlight" }
 func (*leastInFlight) picksTheOnlyReplica() {}
-func (*leastInFlight) readsInFlight()        {}
+func (*leastInFlight) readsInFlight()       {}
 
 func (p *leastInFlight) Build(replicas []*Replica) Picker {
 	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: inFlightCost}
@@ -245,9 +245,9 @@ func LeastLatency() Policy { return &leastLatency{rnd: runtimeRand{}} }
 
 type leastLatency struct{ rnd randSource }
 
-func (*leastLatency) String() string        { return "LeastLatency" }
+func (*leastLatency) String() string       { return "LeastLatency" }
 func (*leastLatency) picksTheOnlyReplica() {}
-func (*leastLatency) readsInFlight()        {}
+func (*leastLatency) readsInFlight()       {}
 
 func (p *leastLatency) Build(replicas []*Replica) Picker {
 	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: latencyCost}
