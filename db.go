@@ -512,9 +512,12 @@ func (db *DB) SetConnMaxIdleTime(d time.Duration) {
 }
 
 // Close stops the health goroutine and its probes, closes every node's
-// *sql.DB (and the [WithMonitor] and [WithAutoFailover] handles) and returns their errors joined.
-// It is idempotent: later calls return nil. After Close every method
-// returns [ErrClosed].
+// *sql.DB (and the [WithMonitor] and [WithAutoFailover] handles) and
+// returns their errors joined. It is idempotent: later calls return nil.
+// After Close every method that runs a statement, pings, or hands out a
+// transaction, connection or handle returns [ErrClosed] ([DB.QueryRow]'s
+// Scan does); [DB.Primary], [DB.Replicas] and [DB.Stats] still describe
+// the closed nodes, and the Set... methods apply to their closed pools.
 func (db *DB) Close() error {
 	db.closeMu.Lock()
 	defer db.closeMu.Unlock()

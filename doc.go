@@ -110,12 +110,56 @@
 // driver: github.com/jackc/pgx (stdlib) and github.com/lib/pq are
 // PostgreSQL, github.com/go-sql-driver/mysql is MySQL/MariaDB, any other
 // driver is generic (a read must pass both lexers). [WithDialect]
-// overrides it.
+// overrides it. rwsplit imports no driver: import the one you use, as
+// with database/sql ([Open] with "mysql" needs
+// _ "github.com/go-sql-driver/mysql" in your program).
 //
 // # Errors
 //
 // Errors a driver returns for a statement come back unchanged, so
 // errors.Is(err, sql.ErrNoRows) and errors.As(err, &pgErr) work. Errors of
-// rwsplit's own are [ErrClosed], [ErrNoPrimary] and [*Error], which names
-// the operation and node and never contains a DSN or a password.
+// rwsplit's own:
+//   - [ErrClosed]: a call after [DB.Close].
+//   - [ErrNoPrimary]: a write (or a read that needs the primary) while no
+//     node is known to be a writable primary.
+//   - [ErrSplitBrain], wrapped with the nodes' names: a write while
+//     several nodes take writes and none can be told to be the primary.
+//   - [ErrNoReplica]: a read with no replica eligible, beyond
+//     [WithFallbackLimit].
+//   - [ErrBadToken], wrapped with the reason: [ResumeSession] cannot read
+//     a token.
+//   - [*WriteConcernError]: a write committed on the primary that fewer
+//     replicas applied in time than its [WriteConcern] asked.
+//   - [*Error]: rwsplit's own account of a failure (opening a node, a
+//     bad option, a ping), naming the operation and node.
+//
+// None contains a DSN, a password or a session token.
 package rwsplit
+
+// Where things are. A plain read goes from db.go (the front door) to
+// balancer.go (its route), policy.go (the pick) and replica.go (the
+// call's accounting), with the classifier (classcache.go,
+// internal/sqlclass) and the call options (callopts.go) on the way.
+//
+//	db.go            DB, New, Open, the database/sql method set, Close
+//	balancer.go      where a call goes: the route, the snapshot of eligible replicas, fallback and its cap, retry on another node
+//	policy.go        Policy, Picker and the built-in policies, with the optional interfaces the library asks them through
+//	replica.go       Replica: one node, its role and per-call accounting (in-flight, peak EWMA latency, counters)
+//	classcache.go    the classifier's verdicts on recent statements
+//	callopts.go      per-call options on the context: WithPrimary, WithConsistency, WithSession, WithWriteConcern
+//	health.go        the health loop: probe rounds, liveness, ejection and reinstatement, lag, snapshot rebuilds, cadence
+//	probe.go         what one probe asks a node, and reading a node's position
+//	dialect.go       what differs per database, as data: one table of dialects
+//	position.go      replication positions and epochs: parsed once, compared, merged
+//	failover.go      roles, fencing, choosing the writer, write outages
+//	autofailover.go  opt-in promotion
+//	readyourwrites.go Session, pending writes, session routing and waits, RunInTx
+//	token.go         session tokens and their checks
+//	writeconcern.go  waiting for replicas to apply a write
+//	hedge.go         hedged reads
+//	http.go          the session middleware
+//	options.go       Option and the DB-wide settings
+//	stats.go         Stats
+//	errors.go        errors, and the one place that decides whose fault a failure is
+//	dsn.go           reading DSNs without leaking them
+//	row.go           a *sql.Row that carries an error

@@ -13,7 +13,9 @@ import (
 )
 
 var (
-	// ErrClosed is returned by every method of a [DB] after [DB.Close].
+	// ErrClosed is returned by the methods of a [DB] that run
+	// statements, ping, or hand out a transaction, connection or handle,
+	// after [DB.Close].
 	ErrClosed = errors.New("rwsplit: database is closed")
 
 	// ErrNoPrimary is returned for a call that needs the primary when no

@@ -4,349 +4,686 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/rwsplit/rwsplit/internal/fakedriver"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+// Role discovery and fencing, round by round: the health goroutine is
+// stopped and the tests play the probe rounds themselves, each node
+// reporting what the test wants it to, through the steps probeRound takes
+// once every probe has answered (liveness, roles, positions, snapshot).
 
-// waitFor polls cond until it holds or the (loose) ceiling passes.
-func waitFor(t *testing.T, ceiling time.Duration, what string, cond func() bool) {
+// newRoleCluster returns a primary "p" and replicas "r1", "r2", ... in the
+// given dialect, whose health goroutine is stopped once New returns, so
+// that only the rounds the test plays (playRound) change health and roles.
+// Reads are spread round-robin, so that every eligible replica serves.
+func newRoleCluster(t *testing.T, dialect string, replicas int, opts ...Option) *cluster {
 	t.Helper()
-	deadline := time.Now().Add(ceiling)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, ceiling)
-		}
-		time.Sleep(5 * time.Millisecond)
+	names := make([]string, replicas)
+	for i := range names {
+		names[i] = "r" + strconv.Itoa(i+1)
+	}
+	base := []Option{
+		WithDialect(dialect),
+		WithNodeNames("p", names...),
+		WithHealthCheckInterval(time.Hour),
+		WithPolicy(RoundRobin()),
+		WithSlowStart(0),
+	}
+	c := newCluster(t, replicas, append(base, opts...)...)
+	c.db.stopHealth()
+	// The loop has returned: give the probes' context back its life, as
+	// while the loop runs, so that applyLiveness tells a node's
+	// connection failure from the DB closing. Close cancels it.
+	c.db.health.ctx, c.db.health.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// playRound applies one round of probe results, one per node in the order
+// of the nodes (primary first), as probeRound does once all have answered.
+func playRound(t *testing.T, db *DB, round []probeResult) {
+	t.Helper()
+	if len(round) != len(db.nodes) {
+		t.Fatalf("round of %d results for %d nodes", len(round), len(db.nodes))
+	}
+	results := slices.Clone(round)
+	start := monotime()
+	for i, r := range db.nodes {
+		results[i].at = start
+		results[i] = db.applyLiveness(r, results[i], 0)
+	}
+	db.applyRound(results)
+}
+
+// playRounds plays round n times.
+func playRounds(t *testing.T, db *DB, n int, round []probeResult) {
+	t.Helper()
+	for range n {
+		playRound(t, db, round)
 	}
 }
 
-func nodeStats(db *DB, name string) NodeStats {
-	for _, n := range db.Stats().Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	return NodeStats{}
+// errRefused is what a probe of a node that is down returns.
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+
+// unreachable is the probe result of a node that refuses connections.
+func unreachable() probeResult { return probeResult{err: errRefused} }
+
+// pgWritable is what the PostgreSQL probe reads from a node out of
+// recovery: its current WAL position on timeline tli.
+func pgWritable(lsn, tli uint64) probeResult {
+	return probeResult{primary: true, roleKnown: true,
+		pos: position{lsn: lsn}, posKnown: true, epoch: epoch{n: tli}, epochKnown: true}
 }
 
-// readLoad runs concurrent readers until stop is closed and returns the
-// number of reads and of failed reads, and who served them.
-func readLoad(db *DB, readers int, stop <-chan struct{}) (reads, failed *atomic.Int64, wait func(), served *sync.Map) {
-	reads, failed = new(atomic.Int64), new(atomic.Int64)
-	served = new(sync.Map)
-	var wg sync.WaitGroup
-	for range readers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var node string
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				err := db.QueryRowContext(ctx, "SELECT 1").Scan(&node)
-				cancel()
-				reads.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				v, _ := served.LoadOrStore(node, new(atomic.Int64))
-				v.(*atomic.Int64).Add(1)
+// pgStandby is what the PostgreSQL probe reads from a standby replaying
+// up to lsn, receiving timeline tli.
+func pgStandby(lsn, tli uint64) probeResult {
+	return probeResult{roleKnown: true, pos: position{lsn: lsn}, posKnown: true,
+		epoch: epoch{n: tli}, epochKnown: true, replayAgeOK: true}
+}
+
+// mariaWritable is what the MariaDB probe reads from a node with
+// read_only off that replicates from nobody.
+func mariaWritable(gtid string, serverID uint64) probeResult {
+	pos, ok := newPosition(dialectMariaDB, gtid)
+	return probeResult{primary: true, roleKnown: true, pos: pos, posKnown: ok,
+		epoch: epoch{n: serverID}, epochKnown: true}
+}
+
+// mariaReplica is what the MariaDB probe reads from a read-only replica
+// that replicates, caught up to gtid.
+func mariaReplica(gtid string) probeResult {
+	pos, ok := newPosition(dialectMariaDB, gtid)
+	return probeResult{roleKnown: true, pos: pos, posKnown: ok, lagReported: true}
+}
+
+// genericAlive is what the generic dialect's probe (a ping) returns from
+// a node that answers: no role, no position.
+func genericAlive() probeResult { return probeResult{} }
+
+// roleServers returns the cluster's servers by name.
+func roleServers(c *cluster) map[string]*fakedriver.Server {
+	m := map[string]*fakedriver.Server{c.primary.Name(): c.primary}
+	for _, r := range c.replicas {
+		m[r.Name()] = r
+	}
+	return m
+}
+
+func execCounts(c *cluster) map[string]int64 {
+	m := map[string]int64{}
+	for name, s := range roleServers(c) {
+		m[name] = s.Count(fakedriver.Exec)
+	}
+	return m
+}
+
+// primaryName returns the name of the node whose handle Primary returns.
+func primaryName(db *DB) string {
+	p := db.Primary()
+	for _, r := range db.nodes {
+		if r.db == p {
+			return r.name
+		}
+	}
+	return "<none>"
+}
+
+// wantWriteOn runs a write and checks that it succeeds on the server named
+// want and reaches no other.
+func wantWriteOn(t *testing.T, c *cluster, want string) {
+	t.Helper()
+	if r, err := c.db.writable(); err != nil || r.name != want {
+		name := "<nil>"
+		if r != nil {
+			name = r.name
+		}
+		t.Errorf("writable() = %s, %v; want %s", name, err, want)
+	}
+	before := execCounts(c)
+	if _, err := c.db.ExecContext(context.Background(), "INSERT INTO t VALUES (1)"); err != nil {
+		t.Errorf("write, want it on %s: %v", want, err)
+		return
+	}
+	for name, n := range execCounts(c) {
+		got := n - before[name]
+		if name == want && got != 1 || name != want && got != 0 {
+			t.Errorf("write: %s received %d Execs, want it on %s alone", name, got, want)
+		}
+	}
+}
+
+// wantWriteRefused runs a write and checks that it fails at once with an
+// error that is target, reaching no server; it returns the error.
+func wantWriteRefused(t *testing.T, c *cluster, target error) error {
+	t.Helper()
+	if _, err := c.db.writable(); !errors.Is(err, target) {
+		t.Errorf("writable(): %v, want %v", err, target)
+	}
+	before := execCounts(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.db.ExecContext(ctx, "INSERT INTO t VALUES (1)")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("refused write took %s, want it to fail at once", took)
+	}
+	if !errors.Is(err, target) {
+		t.Errorf("write: %v, want %v", err, target)
+	}
+	for name, n := range execCounts(c) {
+		if got := n - before[name]; got != 0 {
+			t.Errorf("refused write reached %s (%d Execs)", name, got)
+		}
+	}
+	return err
+}
+
+// wantEligible checks that reads may go to exactly the named nodes, in
+// Stats and in fact.
+func wantEligible(t *testing.T, c *cluster, names ...string) {
+	t.Helper()
+	for _, n := range c.db.Stats().Nodes {
+		if want := slices.Contains(names, n.Name); n.Eligible != want {
+			t.Errorf("%s: Eligible = %v, want %v (%+v)", n.Name, n.Eligible, want, roleSummary(n))
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	for range 4 * len(names) {
+		seen[served(t, context.Background(), c.db, "SELECT 1")] = true
+	}
+	if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, slices.Sorted(slices.Values(names))) {
+		t.Errorf("reads served by %v, want %v", got, names)
+	}
+}
+
+// roleSummary is the part of a node's stats these tests look at.
+func roleSummary(n NodeStats) string {
+	return n.Name + " role=" + n.Role.String() + " up=" + strconv.FormatBool(n.Up) +
+		" fenced=" + strconv.FormatBool(n.Fenced) + " eligible=" + strconv.FormatBool(n.Eligible)
+}
+
+// wantNode checks a node's role and fencing as Stats reports them.
+func wantNode(t *testing.T, db *DB, name string, role Role, fenced bool) {
+	t.Helper()
+	n := nodeStats(db, name)
+	if n.Role != role || n.Fenced != fenced {
+		t.Errorf("%s: role %s fenced %v, want role %s fenced %v", roleSummary(n), n.Role, n.Fenced, role, fenced)
+	}
+}
+
+// wantFailoverStats checks the failover counters of Stats.
+func wantFailoverStats(t *testing.T, db *DB, changes, fencings, splitBrains uint64) {
+	t.Helper()
+	s := db.Stats()
+	if s.PrimaryChanges != changes || s.Fencings != fencings || s.SplitBrains != splitBrains {
+		t.Errorf("PrimaryChanges %d Fencings %d SplitBrains %d, want %d %d %d",
+			s.PrimaryChanges, s.Fencings, s.SplitBrains, changes, fencings, splitBrains)
+	}
+}
+
+func TestRolesPromotedReplicaBecomesPrimary(t *testing.T) {
+	tests := []struct {
+		name    string
+		dialect string
+		normal  []probeResult   // before the promotion
+		rounds  [][]probeResult // the promotion, as the probes see it
+	}{
+		{
+			name:    "postgres: standby promoted, old primary follows it",
+			dialect: "postgres",
+			normal:  []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)},
+			rounds: [][]probeResult{
+				{pgStandby(200, 2), pgWritable(200, 2), pgStandby(200, 2)},
+				// Seen again, and again: one change.
+				{pgStandby(300, 2), pgWritable(300, 2), pgStandby(300, 2)},
+				{pgStandby(400, 2), pgWritable(400, 2), pgStandby(400, 2)},
+			},
+		},
+		{
+			name:    "postgres: promoted while the old primary is unreachable, which returns as a standby",
+			dialect: "postgres",
+			normal:  []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)},
+			rounds: [][]probeResult{
+				{unreachable(), pgWritable(200, 2), pgStandby(200, 2)},
+				{pgStandby(200, 2), pgWritable(200, 2), pgStandby(200, 2)},
+			},
+		},
+		{
+			name:    "postgres: old primary taken out while down, back as a standby after two good rounds",
+			dialect: "postgres",
+			normal:  []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)},
+			rounds: [][]probeResult{
+				{unreachable(), pgStandby(100, 1), pgStandby(100, 1)},
+				{unreachable(), pgWritable(200, 2), pgStandby(200, 2)},
+				{unreachable(), pgWritable(300, 2), pgStandby(300, 2)},
+				{pgStandby(300, 2), pgWritable(300, 2), pgStandby(300, 2)},
+				{pgStandby(400, 2), pgWritable(400, 2), pgStandby(400, 2)},
+			},
+		},
+		{
+			name:    "mariadb: replica promoted, old primary made read-only",
+			dialect: "mariadb",
+			normal:  []probeResult{mariaWritable("0-1-100", 1), mariaReplica("0-1-100"), mariaReplica("0-1-100")},
+			rounds: [][]probeResult{
+				{mariaReplica("0-1-100"), mariaWritable("0-1-100", 2), mariaReplica("0-1-100")},
+				{mariaReplica("0-2-101"), mariaWritable("0-2-101", 2), mariaReplica("0-2-101")},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRoleCluster(t, tt.dialect, 2)
+			playRounds(t, c.db, 2, tt.normal)
+			if got := primaryName(c.db); got != "p" {
+				t.Fatalf("Primary() is %s before the promotion", got)
+			}
+			wantWriteOn(t, c, "p")
+			wantEligible(t, c, "r1", "r2")
+			wantFailoverStats(t, c.db, 0, 0, 0)
+
+			for _, round := range tt.rounds {
+				playRound(t, c.db, round)
+			}
+			if got := primaryName(c.db); got != "r1" {
+				t.Errorf("Primary() is %s, want r1", got)
+			}
+			wantNode(t, c.db, "r1", RolePrimary, false)
+			wantNode(t, c.db, "p", RoleReplica, false)
+			if p := nodeStats(c.db, "p"); !p.Up {
+				t.Errorf("old primary not up: %s", roleSummary(p))
+			}
+			if got := c.db.Replicas(); len(got) != 2 || got[0] != c.db.nodes[0].db || got[1] != c.db.nodes[2].db {
+				t.Errorf("Replicas() is not p and r2")
+			}
+			wantFailoverStats(t, c.db, 1, 0, 0)
+			if s := c.db.Stats(); s.WritesRefused != "" {
+				t.Errorf("WritesRefused %q", s.WritesRefused)
+			}
+			wantWriteOn(t, c, "r1")
+			wantEligible(t, c, "p", "r2")
+		})
+	}
+}
+
+func TestRolesFencingOldTimeline(t *testing.T) {
+	tests := []struct {
+		name    string
+		first   []probeResult // two writable nodes on different timelines
+		fenced  int           // the node on the lower timeline
+		top     int           // the node on the higher one
+		changes uint64
+	}{
+		{
+			name:    "old primary still writable beside the promoted standby",
+			first:   []probeResult{pgWritable(100, 1), pgWritable(200, 2), pgStandby(200, 2)},
+			fenced:  0,
+			top:     1,
+			changes: 1,
+		},
+		{
+			name:    "stale node back writable on an old timeline",
+			first:   []probeResult{pgWritable(300, 2), pgWritable(100, 1), pgStandby(300, 2)},
+			fenced:  1,
+			top:     0,
+			changes: 0,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRoleCluster(t, "postgres", 2)
+			fenced, top := c.db.nodes[tt.fenced].name, c.db.nodes[tt.top].name
+			replica := c.db.nodes[2].name
+
+			// Fenced once, however many rounds see it.
+			playRounds(t, c.db, 3, tt.first)
+			if got := primaryName(c.db); got != top {
+				t.Errorf("Primary() is %s, want %s", got, top)
+			}
+			wantNode(t, c.db, fenced, RoleReplica, true)
+			wantNode(t, c.db, top, RolePrimary, false)
+			wantFailoverStats(t, c.db, tt.changes, 1, 0)
+			wantWriteOn(t, c, top)
+			wantEligible(t, c, replica)
+
+			// A round in which the fenced node answers but its role
+			// cannot be read: still fenced, still not read from.
+			unknown := slices.Clone(tt.first)
+			unknown[tt.fenced] = probeResult{err: errors.New("permission denied for function pg_current_wal_lsn")}
+			playRound(t, c.db, unknown)
+			wantNode(t, c.db, fenced, RoleReplica, true)
+			wantEligible(t, c, replica)
+			playRound(t, c.db, tt.first)
+
+			// The higher timeline is remembered: with its node down, the
+			// one left writable is still on the old timeline and fenced;
+			// there is no primary to write to.
+			down := slices.Clone(tt.first)
+			down[tt.top] = unreachable()
+			roleServers(c)[top].SetDown(true)
+			playRounds(t, c.db, c.db.cfg.ejectAfter, down)
+			if got := primaryName(c.db); got != top {
+				t.Errorf("Primary() is %s with %s down, want still %s (never the fenced %s)", got, top, top, fenced)
+			}
+			wantNode(t, c.db, fenced, RoleReplica, true)
+			wantFailoverStats(t, c.db, tt.changes, 1, 0)
+			wantWriteRefused(t, c, ErrNoPrimary)
+			wantEligible(t, c, replica)
+
+			// The fenced node follows now: unfenced, and read from.
+			following := slices.Clone(down)
+			following[tt.fenced] = pgStandby(300, 2)
+			playRound(t, c.db, following)
+			wantNode(t, c.db, fenced, RoleReplica, false)
+			wantEligible(t, c, fenced, replica)
+			wantWriteRefused(t, c, ErrNoPrimary)
+
+			// The primary back: written to again after two good rounds.
+			roleServers(c)[top].SetDown(false)
+			back := slices.Clone(following)
+			back[tt.top] = pgWritable(400, 2)
+			playRounds(t, c.db, c.db.cfg.reinstateAfter, back)
+			wantWriteOn(t, c, top)
+			wantEligible(t, c, fenced, replica)
+			wantFailoverStats(t, c.db, tt.changes, 1, 0)
+			if n := roleServers(c)[fenced].Count(fakedriver.Exec); n != 0 {
+				t.Errorf("the fenced node %s received %d writes", fenced, n)
 			}
 		})
 	}
-	return reads, failed, wg.Wait, served
 }
 
-func TestReplicaDownUnderLoadCostsNoRead(t *testing.T) {
-	c := newCluster(t, 2, WithHealthCheckInterval(20*time.Millisecond), WithSlowStart(0), WithNodeNames("p", "r1", "r2"))
-	stop := make(chan struct{})
-	reads, failed, wait, _ := readLoad(c.db, 8, stop)
-	time.Sleep(100 * time.Millisecond)
+// The primary fenced while two newer nodes split the writes, which then
+// go down: no split brain any more, but the one writable node left is
+// fenced, so there is still no primary.
+func TestRolesFencedPrimaryIsNeverWritten(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 2)
+	playRound(t, c.db, []probeResult{pgWritable(100, 1), pgWritable(200, 2), pgWritable(200, 2)})
+	wantNode(t, c.db, "p", RolePrimary, true)
+	wantWriteRefused(t, c, ErrSplitBrain)
+
 	c.replicas[0].SetDown(true)
-	waitFor(t, 5*time.Second, "r1 taken out", func() bool { return !nodeStats(c.db, "r1").Up })
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wait()
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d reads failed while a replica went down", failed.Load(), reads.Load())
+	c.replicas[1].SetDown(true)
+	playRounds(t, c.db, c.db.cfg.ejectAfter, []probeResult{pgWritable(100, 1), unreachable(), unreachable()})
+	if s := c.db.Stats(); s.WritesRefused != "" {
+		t.Errorf("WritesRefused %q with one writable node left", s.WritesRefused)
 	}
-	r1 := nodeStats(c.db, "r1")
-	if r1.Ejections != 1 || r1.Eligible || !strings.Contains(r1.LastError, "refused") {
-		t.Errorf("r1 after going down: %+v", r1)
+	wantNode(t, c.db, "p", RolePrimary, true)
+	wantWriteRefused(t, c, ErrNoPrimary)
+	wantFailoverStats(t, c.db, 0, 1, 1)
+	if n := c.primary.Count(fakedriver.Exec); n != 0 {
+		t.Errorf("the fenced primary received %d writes", n)
 	}
-
-	// Only r2 serves now.
-	for range 50 {
-		if got := served(t, context.Background(), c.db, "SELECT 1"); got != "r2" {
-			t.Fatalf("read served by %s while r1 is down", got)
+	// Nor does it serve reads: a read with no replica left, a strong read,
+	// a bounded one, a session's, a serializable read-only transaction.
+	ctx := context.Background()
+	queries := c.primary.Count(fakedriver.Query)
+	sess := NewSession()
+	for name, rctx := range map[string]context.Context{
+		"fallback": ctx,
+		"strong":   WithPrimary(ctx),
+		"bounded":  WithConsistency(ctx, BoundedStaleness(time.Second)),
+		"session":  WithSession(ctx, sess),
+	} {
+		var v string
+		if err := c.db.QueryRowContext(rctx, "SELECT 1").Scan(&v); !errors.Is(err, ErrNoPrimary) {
+			t.Errorf("%s read with the primary fenced: %v (served by %q), want ErrNoPrimary", name, err, v)
 		}
 	}
-
-	// Back up: reinstated after two good probes, and used again.
-	c.replicas[0].SetDown(false)
-	waitFor(t, 5*time.Second, "r1 back", func() bool { return nodeStats(c.db, "r1").Eligible })
-	waitFor(t, 5*time.Second, "r1 serving reads", func() bool {
-		return served(t, context.Background(), c.db, "SELECT 1") == "r1"
-	})
-}
-
-func TestFailingTrafficTakesReplicaOutBeforeAProbe(t *testing.T) {
-	// Probes every hour: only the first round at New runs.
-	c := newCluster(t, 2, WithHealthCheckInterval(time.Hour), WithNodeNames("p", "r1", "r2"), WithPolicy(RoundRobin()))
-	waitFor(t, 5*time.Second, "first probe round", func() bool { return c.replicas[1].Count(fakedriver.Query) > 0 })
-	c.replicas[0].SetDown(true)
-	for range 20 {
-		if got := served(t, context.Background(), c.db, "SELECT 1"); got != "r2" {
-			t.Fatalf("read served by %s", got)
+	if tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelSerializable}); !errors.Is(err, ErrNoPrimary) {
+		if tx != nil {
+			tx.Rollback()
 		}
+		t.Errorf("serializable read-only transaction with the primary fenced: %v, want ErrNoPrimary", err)
 	}
-	r1 := nodeStats(c.db, "r1")
-	if r1.Up || r1.Retries != 2 || r1.Errors != 2 {
-		t.Errorf("r1 after two failed reads: up=%v retries=%d errors=%d; want down after 2", r1.Up, r1.Retries, r1.Errors)
+	if n := c.primary.Count(fakedriver.Query) - queries; n != 0 {
+		t.Errorf("the fenced primary served %d reads", n)
 	}
 }
 
-func TestAllReplicasDownFallsBackToPrimary(t *testing.T) {
-	c := newCluster(t, 2, WithHealthCheckInterval(20*time.Millisecond))
-	for _, r := range c.replicas {
-		r.SetDown(true)
-	}
-	waitFor(t, 5*time.Second, "no replica eligible", func() bool { return c.db.Stats().Eligible == 0 })
-	for range 10 {
-		if got := served(t, context.Background(), c.db, "SELECT 1"); got != "p" {
-			t.Fatalf("read served by %s with every replica down", got)
-		}
-	}
-	if s := c.db.Stats(); s.Fallbacks < 10 || s.FallbackRejected != 0 {
-		t.Errorf("fallbacks %d rejected %d", s.Fallbacks, s.FallbackRejected)
-	}
-	// Read-only transactions fall back too.
-	tx, err := c.db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx.Rollback()
-
-	for _, r := range c.replicas {
-		r.SetDown(false)
-	}
-	waitFor(t, 5*time.Second, "replicas back", func() bool { return c.db.Stats().Eligible == 2 })
-}
-
-func TestFallbackLimit(t *testing.T) {
-	c := newCluster(t, 1, WithHealthCheckInterval(20*time.Millisecond), WithFallbackLimit(1))
-	c.replicas[0].SetDown(true)
-	waitFor(t, 5*time.Second, "no replica eligible", func() bool { return c.db.Stats().Eligible == 0 })
-
-	release := c.primary.Block()
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.db.QueryContext(context.Background(), "SELECT 1")
-		first <- err
-	}()
-	waitFor(t, 5*time.Second, "first fallback in flight", func() bool { return c.db.counts.fallbackInFlight.Load() == 1 })
-	if _, err := c.db.QueryContext(context.Background(), "SELECT 1"); !errors.Is(err, ErrNoReplica) {
-		t.Errorf("read beyond the fallback limit: %v, want ErrNoReplica", err)
-	}
-	if err := c.db.QueryRow("SELECT 1").Scan(new(string)); !errors.Is(err, ErrNoReplica) {
-		t.Errorf("QueryRow beyond the fallback limit: %v, want ErrNoReplica", err)
-	}
-	// Writes and WithPrimary reads are not fallbacks.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if _, err := c.db.QueryContext(WithPrimary(context.Background()), "SELECT 1"); err != nil {
-			t.Errorf("WithPrimary read: %v", err)
-		}
-	}()
-	release()
-	if err := <-first; err != nil {
-		t.Errorf("first fallback read: %v", err)
-	}
-	<-done
-	if s := c.db.Stats(); s.FallbackRejected != 2 {
-		t.Errorf("FallbackRejected = %d, want 2", s.FallbackRejected)
-	}
-
-	// Limit 0: no fallback at all.
-	c0 := newCluster(t, 1, WithHealthCheckInterval(20*time.Millisecond), WithFallbackLimit(0))
-	c0.replicas[0].SetDown(true)
-	waitFor(t, 5*time.Second, "no replica eligible", func() bool { return c0.db.Stats().Eligible == 0 })
-	if _, err := c0.db.QueryContext(context.Background(), "SELECT 1"); !errors.Is(err, ErrNoReplica) {
-		t.Errorf("limit 0: %v, want ErrNoReplica", err)
-	}
-	// Without replicas every read is the primary's: never capped.
-	cz := newCluster(t, 0, WithFallbackLimit(0))
-	if got := served(t, context.Background(), cz.db, "SELECT 1"); got != "p" {
-		t.Errorf("read without replicas served by %s", got)
+// Trouble that passed (a missed probe round) is not counted in the outage
+// of a later failover: the outage starts at the trouble that led to it.
+func TestRolesOutageStartsAtItsOwnTrouble(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 2)
+	playRound(t, c.db, []probeResult{unreachable(), pgStandby(100, 1), pgStandby(100, 1)})
+	playRound(t, c.db, []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)})
+	wantWriteOn(t, c, "p")
+	time.Sleep(300 * time.Millisecond)
+	// A planned switchover: p steps down, r1 takes writes.
+	playRound(t, c.db, []probeResult{pgStandby(200, 1), pgWritable(200, 1), pgStandby(200, 1)})
+	wantWriteOn(t, c, "r1")
+	if got := c.db.Stats().LastWriteOutage; got > 100*time.Millisecond {
+		t.Errorf("LastWriteOutage %v counts trouble that had passed before the switchover", got)
 	}
 }
 
-func TestRecoveryConflictIsRetriedButKeepsReplica(t *testing.T) {
-	c := newCluster(t, 2, WithNodeNames("p", "r1", "r2"))
-	c.replicas[0].SetQueryError(stateErr("40001"))
-	for range 20 {
-		if got := served(t, context.Background(), c.db, "SELECT 1"); got == "r1" {
-			t.Fatal("read served by the replica that cancels it")
-		}
+// A primary that answers without saying its role (a user without the
+// privilege, a proxy) is not in trouble: the probes keep their cadence.
+func TestRolesUnreadableRoleIsNoTrouble(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 2)
+	before := c.db.health.fastUntil.Load()
+	playRounds(t, c.db, 3, []probeResult{{}, pgStandby(100, 1), pgStandby(100, 1)})
+	if after := c.db.health.fastUntil.Load(); after != before {
+		t.Errorf("a primary of unknown role started the fast probe cadence")
 	}
-	r1 := nodeStats(c.db, "r1")
-	if !r1.Up || r1.Ejections != 0 || r1.Errors != 0 || r1.Retries == 0 {
-		t.Errorf("r1 after recovery conflicts: %+v", r1)
-	}
-	// A serialization failure on the primary is the caller's to handle.
-	c.primary.SetQueryError(stateErr("40001"))
-	if err := c.db.QueryRow(WithPrimaryQuery).Scan(new(string)); sqlState(err) != "40001" {
-		t.Errorf("primary's 40001: %v", err)
-	}
+	wantWriteOn(t, c, "p")
 }
 
-// WithPrimaryQuery is a read the classifier sends to the primary.
-const WithPrimaryQuery = "SELECT * FROM t FOR UPDATE"
-
-func TestWritesAreNeverRetried(t *testing.T) {
-	// Generic dialect: probes ping, so the fake counts only the traffic.
-	c := newCluster(t, 2, WithDialect("generic"))
-	c.primary.SetDown(true)
-	if _, err := c.db.Exec("INSERT INTO t VALUES (1)"); err == nil {
-		t.Fatal("Exec on a down primary succeeded")
-	}
-	if err := c.db.QueryRow("INSERT INTO t VALUES (1) RETURNING id").Scan(new(string)); err == nil {
-		t.Fatal("writing query on a down primary succeeded")
-	}
-	for _, r := range c.replicas {
-		if n := r.Count(fakedriver.Exec) + r.Count(fakedriver.Query); n != 0 {
-			t.Errorf("replica %s received %d statements of a failed write", r.Name(), n)
-		}
-	}
-}
-
-func TestCancelledReadIsNotRetried(t *testing.T) {
-	// Generic dialect: probes ping, so the fake counts only the reads; and
-	// only the first round of probes runs, before the test begins.
-	c := newCluster(t, 2, WithPolicy(RoundRobin()), WithDialect("generic"), WithHealthCheckInterval(time.Hour))
-	waitFor(t, 5*time.Second, "first probe round", func() bool {
-		return c.replicas[0].Count(fakedriver.Ping) > 0 && c.replicas[1].Count(fakedriver.Ping) > 0
-	})
-	// Open a connection to each replica first: a blocked server also
-	// blocks new connections, which the fake counts apart from queries.
-	for range 4 {
-		served(t, context.Background(), c.db, "SELECT 1")
-	}
-	before := c.replicas[0].Count(fakedriver.Query) + c.replicas[1].Count(fakedriver.Query)
-	releases := []func(){c.replicas[0].Block(), c.replicas[1].Block()}
-	defer func() {
-		for _, r := range releases {
-			r()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := c.db.QueryContext(ctx, "SELECT 1")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("read past its deadline: %v", err)
-	}
-	tried := c.replicas[0].Count(fakedriver.Query) + c.replicas[1].Count(fakedriver.Query) - before
-	if tried != 1 {
-		t.Errorf("a read whose caller gave up was sent %d times", tried)
-	}
-	for _, n := range c.db.Stats().Nodes {
-		if n.Errors != 0 || n.Retries != 0 || !n.Up {
-			t.Errorf("caller's deadline counted against %s: %+v", n.Name, n)
-		}
-	}
-}
-
-func TestSlowStartShare(t *testing.T) {
-	rs := testReplicas(2)
-	db := &DB{cfg: config{slowStart: 4 * time.Second}}
-	for _, r := range rs {
-		r.owner = db
-	}
-	snap := newSnapshot(RoundRobin(), rs)
-	// Half-way through its window the returning node keeps half of the
-	// reads the policy gives it: a quarter of all.
-	rs[0].rampStart.Store(monotime() - int64(2*time.Second))
-	const picks = 10000
-	got := 0
-	for range picks {
-		if snap.pick(PickInfo{}) == rs[0] {
-			got++
-		}
-	}
-	if !within(got, picks/4, 0.08) {
-		t.Errorf("returning node got %d of %d reads half-way through slow start, want about %d", got, picks, picks/4)
-	}
-	// After the window, its full share, and the ramp is cleared.
-	rs[0].rampStart.Store(monotime() - int64(5*time.Second))
-	snap.pick(PickInfo{})
-	snap.pick(PickInfo{})
-	if rs[0].rampStart.Load() != 0 {
-		t.Error("ramp not cleared after the window")
-	}
-}
-
-func TestHealthOptionsValidation(t *testing.T) {
-	p := fakedriver.NewServer("p").DB()
-	r := fakedriver.NewServer("r").DB()
-	m := fakedriver.NewServer("m").DB()
-	defer m.Close()
+func TestRolesSplitBrain(t *testing.T) {
 	tests := []struct {
-		opt  Option
-		want string
+		name     string
+		dialect  string
+		split    []probeResult // several writable nodes none can be told apart from
+		writers  []string      // their names, as the error gives them
+		stepDown []probeResult // all but one step down
+		primary  string        // the one left
+		changes  uint64
+		fenced   string // a node fenced alongside, if any
 	}{
-		{WithHealthCheckInterval(-time.Second), "negative interval"},
-		{WithHealthCheckTimeout(-time.Second), "negative timeout"},
-		{WithHysteresis(-1, 2), "negative count"},
-		{WithMaxReplicationLag(-time.Second), "negative lag"},
-		{WithSlowStart(-time.Second), "negative duration"},
-		{WithMonitor(m), "1 handles for 2 nodes"},
-		{WithMonitor(m, nil), "handle of replica 1 is nil"},
+		{
+			name:     "postgres: same timeline, the other node steps down",
+			dialect:  "postgres",
+			split:    []probeResult{pgWritable(200, 2), pgWritable(200, 2), pgStandby(200, 2)},
+			writers:  []string{"p", "r1"},
+			stepDown: []probeResult{pgWritable(300, 2), pgStandby(200, 2), pgStandby(300, 2)},
+			primary:  "p",
+		},
+		{
+			name:     "postgres: same timeline, the configured primary steps down",
+			dialect:  "postgres",
+			split:    []probeResult{pgWritable(200, 2), pgWritable(200, 2), pgStandby(200, 2)},
+			writers:  []string{"p", "r1"},
+			stepDown: []probeResult{pgStandby(200, 2), pgWritable(300, 2), pgStandby(300, 2)},
+			primary:  "r1",
+			changes:  1,
+		},
+		{
+			name:     "postgres: old primary fenced beside two writable nodes on a newer timeline",
+			dialect:  "postgres",
+			split:    []probeResult{pgWritable(100, 1), pgWritable(200, 2), pgWritable(200, 2)},
+			writers:  []string{"r1", "r2"},
+			stepDown: []probeResult{pgWritable(100, 1), pgWritable(300, 2), pgStandby(300, 2)},
+			primary:  "r1",
+			changes:  1,
+			fenced:   "p",
+		},
+		{
+			name:     "mariadb: two writable nodes, whatever their server ids",
+			dialect:  "mariadb",
+			split:    []probeResult{mariaWritable("0-1-100", 1), mariaWritable("0-2-5", 2), mariaReplica("0-1-100")},
+			writers:  []string{"p", "r1"},
+			stepDown: []probeResult{mariaReplica("0-2-6"), mariaWritable("0-2-6", 2), mariaReplica("0-2-6")},
+			primary:  "r1",
+			changes:  1,
+		},
 	}
 	for _, tt := range tests {
-		db, err := New(p, []*sql.DB{r}, tt.opt)
-		if err == nil {
-			db.Close()
-			t.Errorf("New accepted an option that should fail with %q", tt.want)
-			continue
-		}
-		if !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("error %q, want %q", err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRoleCluster(t, tt.dialect, 2)
+			var fencings uint64
+			if tt.fenced != "" {
+				fencings = 1
+			}
+
+			// Counted once, however many rounds see it.
+			playRounds(t, c.db, 3, tt.split)
+			err := wantWriteRefused(t, c, ErrSplitBrain)
+			if err != nil && !strings.Contains(err.Error(), strings.Join(tt.writers, ", ")) {
+				t.Errorf("split-brain error %q does not name %v", err, tt.writers)
+			}
+			if got := primaryName(c.db); got != "p" {
+				t.Errorf("Primary() is %s during the split brain, want p still", got)
+			}
+			wantFailoverStats(t, c.db, 0, fencings, 1)
+			if s := c.db.Stats(); !strings.Contains(s.WritesRefused, strings.Join(tt.writers, ", ")) {
+				t.Errorf("WritesRefused %q, want it to name %v", s.WritesRefused, tt.writers)
+			}
+			for _, w := range tt.writers {
+				if nodeStats(c.db, w).Eligible {
+					t.Errorf("writable %s eligible for reads", w)
+				}
+			}
+
+			// One steps down: writes accepted again, on the one left.
+			playRound(t, c.db, tt.stepDown)
+			if got := primaryName(c.db); got != tt.primary {
+				t.Errorf("Primary() is %s, want %s", got, tt.primary)
+			}
+			if tt.fenced != "" {
+				wantNode(t, c.db, tt.fenced, RoleReplica, true)
+			}
+			wantWriteOn(t, c, tt.primary)
+			wantFailoverStats(t, c.db, tt.changes, fencings, 1)
+			if s := c.db.Stats(); s.WritesRefused != "" {
+				t.Errorf("WritesRefused %q after the step-down", s.WritesRefused)
+			}
+
+			// A new split brain is a new episode.
+			playRounds(t, c.db, 2, tt.split)
+			wantWriteRefused(t, c, ErrSplitBrain)
+			wantFailoverStats(t, c.db, tt.changes, fencings, 2)
+		})
 	}
-	p.Close()
-	r.Close()
 }
 
-func TestMonitorHandlesProbeAndAreClosed(t *testing.T) {
-	ps, rs := fakedriver.NewServer("p"), fakedriver.NewServer("r")
-	pm, rm := fakedriver.NewServer("pm"), fakedriver.NewServer("rm")
-	db, err := New(ps.DB(), []*sql.DB{rs.DB()}, WithMonitor(pm.DB(), rm.DB()), WithHealthCheckInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
+func TestRolesPrimaryUnreachableNoOtherWriter(t *testing.T) {
+	tests := []struct {
+		name    string
+		dialect string
+		healthy []probeResult
+		lost    []probeResult // the primary down, no other node writable
+	}{
+		{
+			name:    "postgres",
+			dialect: "postgres",
+			healthy: []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)},
+			lost:    []probeResult{unreachable(), pgStandby(100, 1), pgStandby(100, 1)},
+		},
+		{
+			name:    "postgres, one replica's role unknown",
+			dialect: "postgres",
+			healthy: []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgStandby(100, 1)},
+			// r1 answers, but not the role query (say, no privilege).
+			lost: []probeResult{unreachable(), {err: errors.New("permission denied")}, pgStandby(100, 1)},
+		},
+		{
+			name:    "mariadb",
+			dialect: "mariadb",
+			healthy: []probeResult{mariaWritable("0-1-100", 1), mariaReplica("0-1-100"), mariaReplica("0-1-100")},
+			lost:    []probeResult{unreachable(), mariaReplica("0-1-100"), mariaReplica("0-1-100")},
+		},
+		{
+			name:    "generic",
+			dialect: "generic",
+			healthy: []probeResult{genericAlive(), genericAlive(), genericAlive()},
+			lost:    []probeResult{unreachable(), genericAlive(), genericAlive()},
+		},
 	}
-	waitFor(t, 5*time.Second, "probes through the monitor handles", func() bool {
-		return pm.Count(fakedriver.Ping) > 0 && rm.Count(fakedriver.Ping) > 0
-	})
-	if ps.Count(fakedriver.Ping)+rs.Count(fakedriver.Ping) != 0 {
-		t.Error("probes used the traffic handles")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRoleCluster(t, tt.dialect, 2)
+			playRound(t, c.db, tt.healthy)
+			wantWriteOn(t, c, "p")
+
+			c.primary.SetDown(true)
+			playRounds(t, c.db, c.db.cfg.ejectAfter, tt.lost)
+			if p := nodeStats(c.db, "p"); p.Up {
+				t.Fatalf("primary still up after %d failed rounds", c.db.cfg.ejectAfter)
+			}
+			wantWriteRefused(t, c, ErrNoPrimary)
+			if got := primaryName(c.db); got != "p" {
+				t.Errorf("Primary() is %s, want p still", got)
+			}
+			wantNode(t, c.db, "p", RolePrimary, false)
+			wantFailoverStats(t, c.db, 0, 0, 0)
+			wantEligible(t, c, "r1", "r2") // reads carry on
+
+			c.primary.SetDown(false)
+			playRounds(t, c.db, c.db.cfg.reinstateAfter, tt.healthy)
+			wantWriteOn(t, c, "p")
+			wantFailoverStats(t, c.db, 0, 0, 0)
+		})
 	}
-	db.Close()
-	if err := db.cfg.monitors[0].Ping(); err == nil {
-		t.Error("monitor handle still open after Close")
+}
+
+func TestRolesGenericDialectNeverSwitches(t *testing.T) {
+	// Results no generic probe (a ping) can give: were they given, the
+	// configured roles still stand.
+	tests := []struct {
+		name  string
+		round []probeResult
+	}{
+		{"a replica says it is the primary", []probeResult{pgStandby(200, 2), pgWritable(200, 2), pgStandby(200, 2)}},
+		{"writable nodes on two timelines", []probeResult{pgWritable(100, 1), pgWritable(200, 2), pgStandby(200, 2)}},
+		{"two writable nodes", []probeResult{pgWritable(200, 2), pgWritable(200, 2), pgStandby(200, 2)}},
+		{"the primary unreachable, a replica writable", []probeResult{unreachable(), pgWritable(200, 2), pgStandby(200, 2)}},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRoleCluster(t, "generic", 2)
+			for range 3 {
+				c.db.discoverRoles(slices.Clone(tt.round))
+			}
+			if got := primaryName(c.db); got != "p" {
+				t.Errorf("Primary() is %s, want p", got)
+			}
+			for _, n := range c.db.Stats().Nodes {
+				if n.Fenced || (n.Name == "p") != (n.Role == RolePrimary) {
+					t.Errorf("%s", roleSummary(n))
+				}
+			}
+			wantFailoverStats(t, c.db, 0, 0, 0)
+			wantWriteOn(t, c, "p")
+			wantEligible(t, c, "r1", "r2")
+		})
+	}
+}
+
+// A node fenced for taking writes on an old timeline, which is later
+// promoted onto a timeline higher than any seen, without a probe seeing it
+// as a standby in between (rewound and promoted between two rounds).
+func TestRolesFencedNodePromotedOnNewerTimeline(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 2)
+	playRound(t, c.db, []probeResult{pgWritable(300, 2), pgWritable(100, 1), pgStandby(300, 2)})
+	wantNode(t, c.db, "r1", RoleReplica, true)
+
+	playRounds(t, c.db, 2, []probeResult{pgStandby(400, 3), pgWritable(400, 3), pgStandby(400, 3)})
+	if got := primaryName(c.db); got != "r1" {
+		t.Errorf("Primary() is %s, want r1", got)
+	}
+	wantNode(t, c.db, "r1", RolePrimary, false)
+	wantWriteOn(t, c, "r1")
 }

@@ -159,63 +159,6 @@ func TestLeastLatencyDoesNotStarve(t *testing.T) {
 	}
 }
 
-func TestPeakEWMA(t *testing.T) {
-	r := testReplicas(1)[0]
-	now := monotime()
-	r.observe(int64(time.Millisecond), now)
-	r.observe(int64(40*time.Millisecond), now+1)
-	if got := r.latencyAt(now + 1); got < float64(39*time.Millisecond) {
-		t.Errorf("a slow sample did not raise the estimate at once: %v", time.Duration(got))
-	}
-	// Fast samples bring it down over about LatencyDecay.
-	for i := int64(1); i <= 40; i++ {
-		now += int64(LatencyDecay / 10)
-		r.observe(int64(time.Millisecond), now)
-	}
-	if got := r.latencyAt(now); got > float64(2*time.Millisecond) {
-		t.Errorf("estimate %v after 4 decay times of 1ms samples", time.Duration(got))
-	}
-}
-
-// An outlier (a connection's handshake) on a busy node is flushed by the
-// fast answers that follow it within milliseconds, not held for seconds.
-func TestPeakEWMAFlushesOutlier(t *testing.T) {
-	r := testReplicas(1)[0]
-	now := monotime()
-	r.observe(int64(time.Millisecond), now)
-	r.observe(int64(300*time.Millisecond), now+1)
-	for range 30 {
-		now += int64(time.Millisecond)
-		r.observe(int64(time.Millisecond), now)
-	}
-	if got := r.latencyAt(now); got > float64(2*time.Millisecond) {
-		t.Errorf("estimate %v after 30 fast samples in 30ms following one 300ms outlier", time.Duration(got))
-	}
-	// Jitter near the estimate keeps the time weighting: a sample at 60%
-	// of it, 1ms later, hardly moves it.
-	before := r.latencyAt(now)
-	now += int64(time.Millisecond)
-	r.observe(int64(0.6*before), now)
-	if got := r.latencyAt(now); got < 0.99*before {
-		t.Errorf("one near sample moved the estimate from %v to %v", time.Duration(before), time.Duration(got))
-	}
-}
-
-// A node the policy avoids is judged on its latest probe.
-func TestObserveIdle(t *testing.T) {
-	r := testReplicas(1)[0]
-	now := monotime()
-	r.observe(int64(400*time.Millisecond), now)
-	r.observeIdle(int64(time.Millisecond), now+int64(time.Second))
-	if got := r.latencyAt(now + int64(time.Second)); got != float64(time.Millisecond) {
-		t.Errorf("estimate %v after an idle probe of 1ms", time.Duration(got))
-	}
-	r.observeIdle(int64(50*time.Millisecond), now+int64(2*time.Second))
-	if got := r.latencyAt(now + int64(2*time.Second)); got != float64(50*time.Millisecond) {
-		t.Errorf("estimate %v after an idle probe of 50ms", time.Duration(got))
-	}
-}
-
 func TestPickAllocatesNothing(t *testing.T) {
 	rs := testReplicas(4, 1, 2, 3, 4)
 	rs[0].observe(1000, monotime())

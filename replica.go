@@ -183,6 +183,11 @@ func (r *Replica) Role() Role { return Role(r.role.Load()) }
 // Role is the role of a node.
 type Role int32
 
+const (
+	RoleReplica Role = iota // serves reads
+	RolePrimary             // serves writes (and reads when no replica is eligible)
+)
+
 func (r Role) String() string {
 	switch r {
 	case RolePrimary:
@@ -192,11 +197,6 @@ func (r Role) String() string {
 	}
 	return "unknown"
 }
-
-const (
-	RoleReplica Role = iota // serves reads
-	RolePrimary             // serves writes (and reads when no replica is eligible)
-)
 
 // LatencyDecay is the time constant of a node's latency estimate: a sample
 // weighs e⁻¹ of its initial weight after this long, and an idle node's
