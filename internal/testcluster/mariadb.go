@@ -90,8 +90,8 @@ func (c *Cluster) mariaBootstrap(ctx context.Context) error {
 	for _, n := range c.nodes[1:] {
 		if d := n.masterDelay(); d > 0 {
 			c.log("%s: set MASTER_DELAY=%d", n.name, d)
-			if _, err := n.mariaLocal(ctx, fmt.Sprintf("STOP SLAVE;\nCHANGE MASTER TO MASTER_DELAY=%d;\nSTART SLAVE;", d)); err != nil {
-				return fmt.Errorf("testcluster: %s: set MASTER_DELAY: %w", n.name, err)
+			if err := n.mariaSetDelay(ctx, d); err != nil {
+				return err
 			}
 		}
 	}
@@ -122,6 +122,28 @@ GRANT SELECT ON %[2]s.* TO '%[7]s'@'%%';
 		return fmt.Errorf("testcluster: %s: create users and database: %w", n.name, err)
 	}
 	return nil
+}
+
+// mariaSetDelay sets the replica's MASTER_DELAY to d seconds and checks
+// in SHOW SLAVE STATUS that it took, trying again if it did not: a test
+// that relies on the delay must not run against a replica without it.
+func (n *Node) mariaSetDelay(ctx context.Context, d int64) error {
+	want := strconv.FormatInt(d, 10)
+	var got string
+	for range 3 {
+		if _, err := n.mariaLocal(ctx, fmt.Sprintf("STOP SLAVE;\nCHANGE MASTER TO MASTER_DELAY=%d;\nSTART SLAVE;", d)); err != nil {
+			return fmt.Errorf("testcluster: %s: set MASTER_DELAY: %w", n.name, err)
+		}
+		st, err := n.mariaSlaveStatus(ctx)
+		if err != nil {
+			return err
+		}
+		if got = st["SQL_Delay"]; got == want {
+			return nil
+		}
+		n.c.log("%s: SQL_Delay is %q after MASTER_DELAY=%d; setting it again", n.name, got, d)
+	}
+	return fmt.Errorf("testcluster: %s: MASTER_DELAY=%d did not take: SQL_Delay is %q", n.name, d, got)
 }
 
 // mariaChangeMaster returns the CHANGE MASTER TO statement pointing n at
