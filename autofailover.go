@@ -41,6 +41,11 @@ type AutoFailover struct {
 	Timeout time.Duration
 }
 
+// ioRestartTimeout bounds restarting a replica's I/O thread after a
+// promotion that did not happen; so does what is left of the promotion's
+// own Timeout, if less, but at least a second.
+const ioRestartTimeout = 5 * time.Second
+
 const (
 	defaultFailoverAfter   = 10 * time.Second
 	defaultFailoverTimeout = 30 * time.Second
@@ -423,7 +428,16 @@ func mariaPromote(ctx context.Context, admin *sql.DB) error {
 		if res != 0 {
 			// Not applied in time: take nothing away from it, replicating
 			// goes on.
-			admin.ExecContext(context.WithoutCancel(ctx), "START SLAVE IO_THREAD")
+			// Restarting replication must not wait on a node that hangs,
+			// nor on Close: detached from ctx's cancellation, it keeps a
+			// bound of its own.
+			bound := ioRestartTimeout
+			if dl, ok := ctx.Deadline(); ok {
+				bound = min(bound, max(time.Until(dl), time.Second))
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+			admin.ExecContext(rctx, "START SLAVE IO_THREAD")
+			cancel()
 			return fmt.Errorf("the received transactions %s were not applied within %.1fs", pos, wait)
 		}
 	}

@@ -1,6 +1,7 @@
 package rwsplit
 
 import (
+	"context"
 	"database/sql"
 	"slices"
 	"strings"
@@ -146,5 +147,34 @@ func TestLiterals(t *testing.T) {
 	}
 	if got, want := mariaLiteral(`a'b\c`), `'a\'b\\c'`; got != want {
 		t.Errorf("mariaLiteral = %s, want %s", got, want)
+	}
+}
+
+// A MariaDB promotion that gives up (the replica did not apply what it
+// received in time) restarts the replica's I/O thread; on a node that
+// hangs, that must not hang the promotion, and so Close, which waits for
+// it.
+func TestMariaDBPromotionGivingUpDoesNotHang(t *testing.T) {
+	admin := fakedriver.NewServer("r1")
+	admin.SetResult("SHOW REPLICA STATUS", []string{"Gtid_IO_Pos", "Slave_IO_Running"}, "0-1-5", "Yes")
+	admin.SetResult("MASTER_GTID_WAIT", []string{"r"}, int64(1)) // not applied in time
+	release := admin.HangOn("START SLAVE IO_THREAD")
+	defer release()
+	h := admin.DB()
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- mariaPromote(ctx, h) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("promotion reported success though the replica did not catch up")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the promotion hangs on restarting the I/O thread of a node that does not answer")
+	}
+	if n := admin.Count(fakedriver.Exec); n < 2 {
+		t.Errorf("%d execs on the replica; want STOP SLAVE IO_THREAD and START SLAVE IO_THREAD", n)
 	}
 }

@@ -287,7 +287,7 @@ func (t *triedNodes) has(r *Replica) bool {
 }
 
 func (t *triedNodes) add(r *Replica) {
-	if t.n < len(t.nodes) {
+	if t.n < len(t.nodes) && !t.has(r) {
 		t.nodes[t.n] = r
 		t.n++
 	}
@@ -309,6 +309,11 @@ func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string,
 		}
 		rt.r.readOnlyRetries.Add(1)
 		db.cfg.logger.Debug("rwsplit: replica refused a read as a write; re-running it on the primary", "node", rt.r.name)
+		if o := optionsOf(ctx); o != nil && o.session != nil {
+			// On the primary it writes, and commits out of sight, as a
+			// writing query does: the session's reads must see it.
+			o.session.beginPending(db, ctx)
+		}
 		return route{r: p}, true
 	}
 	if !rt.read || tried.n >= maxReadAttempts || isCallerDone(ctx, err) {
@@ -379,12 +384,16 @@ func (db *DB) read(ctx context.Context, query string, args []any, wantRow bool) 
 			db.served(ctx, rt)
 			return rows, row, nil
 		}
-		var ok bool
-		if rt, ok = db.retryRoute(ctx, rt, err, query, &tried); !ok {
+		next, ok := db.retryRoute(ctx, rt, err, query, &tried)
+		if !ok {
+			if !rt.read {
+				db.writeFailed(ctx, err)
+			}
 			if db.closed.Load() {
 				return nil, nil, ErrClosed
 			}
 			return nil, row, err
 		}
+		rt = next
 	}
 }

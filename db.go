@@ -39,6 +39,7 @@ type DB struct {
 	counts      counters        // written by traffic, read by Stats
 	waits       sessionWaits    // session waits: written by session reads and the position pollers (readyourwrites.go)
 	hedgeTokens hedgeTokens     // traffic (hedge.go)
+	errRows     errRows         // rows that carry a refusal: opened by the first, closed by Close (row.go)
 	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
 
 	closeMu sync.Mutex // serialises Close
@@ -304,7 +305,7 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	}
 	_, row, err := db.read(ctx, query, args, true)
 	if row == nil {
-		return errRow(err)
+		return db.errRow(err)
 	}
 	return row
 }
@@ -314,6 +315,12 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
+	}
+	o := optionsOf(ctx)
+	if o != nil && o.concern != nil {
+		if err := o.concern.check("exec"); err != nil {
+			return nil, err
+		}
 	}
 	r, err := db.writer(ctx)
 	if err != nil {
@@ -327,7 +334,7 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 		return nil, db.closedErr(err)
 	}
 	db.wrote()
-	if o := optionsOf(ctx); o != nil && (o.session != nil || o.concern != nil) {
+	if o != nil && (o.session != nil || o.concern != nil) {
 		return db.afterWrite(ctx, o, res)
 	}
 	return res, nil
@@ -347,6 +354,9 @@ func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 		o.session.beginPending(db, ctx)
 	}
 	stmt, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		db.writeFailed(ctx, err)
+	}
 	return stmt, db.closedErr(err)
 }
 
@@ -407,10 +417,14 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 			noteRead(ctx, rt)
 			return tx, nil
 		}
-		var ok bool
-		if rt, ok = db.retryRoute(ctx, rt, err, "", &tried); !ok {
+		next, ok := db.retryRoute(ctx, rt, err, "", &tried)
+		if !ok {
+			if !rt.read {
+				db.writeFailed(ctx, err)
+			}
 			return nil, db.closedErr(err)
 		}
+		rt = next
 	}
 }
 
@@ -427,6 +441,9 @@ func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
 		o.session.beginPending(db, ctx)
 	}
 	c, err := p.db.Conn(ctx)
+	if err != nil {
+		db.writeFailed(ctx, err)
+	}
 	return c, db.closedErr(err)
 }
 
@@ -525,6 +542,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.stopHealth()
+	db.errRows.close() // closing a handle that never connected cannot fail
 	var errs []error
 	for _, r := range db.nodes {
 		if err := r.db.Close(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rwsplit/rwsplit/internal/fakedriver"
 )
@@ -253,5 +254,24 @@ func TestOpenNamesNodesByAddress(t *testing.T) {
 	}
 	if s := db.Stats(); s.Dialect != "mysql" || s.Policy != "LeastLatency" {
 		t.Errorf("dialect %s policy %s, want mysql LeastLatency", s.Dialect, s.Policy)
+	}
+}
+
+// A QueryRow refused before it reaches a node (the load-shedding path of
+// ErrNoReplica) is cheap: no handle and no goroutine per call.
+func TestRefusedQueryRowIsCheap(t *testing.T) {
+	c := newCluster(t, 1, WithFallbackLimit(0), WithHealthCheckInterval(time.Hour), WithDialect("generic"))
+	c.db.nodes[1].healthy.Store(false)
+	c.db.rebuild()
+	ctx := context.Background()
+	if err := c.db.QueryRowContext(ctx, "SELECT 1").Scan(new(string)); !errors.Is(err, ErrNoReplica) {
+		t.Fatalf("Scan = %v, want ErrNoReplica", err)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		c.db.QueryRowContext(ctx, "SELECT 1").Scan(new(string))
+	})
+	// A handle of its own per refusal took 10, and a goroutine.
+	if allocs > 4 {
+		t.Errorf("a refused QueryRow and its Scan take %.0f allocations; want at most 4", allocs)
 	}
 }

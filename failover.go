@@ -148,8 +148,7 @@ func (db *DB) switchPrimary(old, n *Replica) {
 	db.roles.troubleAt.CompareAndSwap(0, now)
 	db.awaitingWrite.Store(true)
 	db.cfg.logger.Info("rwsplit: primary changed", "from", old.name, "to", n.name)
-	db.rebuild()
-	db.setTracking(db.snap.Load().replicas)
+	db.rebuild() // under health.mu, with the tracking of the calls it implies
 }
 
 // writer returns the node a write may go to: the primary, when it is up,

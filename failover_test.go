@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -686,4 +687,100 @@ func TestRolesFencedNodePromotedOnNewerTimeline(t *testing.T) {
 	}
 	wantNode(t, c.db, "r1", RolePrimary, false)
 	wantWriteOn(t, c, "r1")
+}
+
+// Every kind of failed write is a sign of primary trouble, not only Exec:
+// a writing Query refused as read-only, and a BeginTx or Conn that cannot
+// reach the primary, start the fast probe cadence.
+func TestFailedWritesOfEveryKindHurryDiscovery(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 1)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		write func() error
+	}{
+		{"writing Query refused as read-only", func() { c.primary.SetReadOnly(true) }, func() error {
+			rows, err := c.db.QueryContext(ctx, "INSERT INTO t VALUES (1) RETURNING id")
+			if err == nil {
+				rows.Close()
+			}
+			return err
+		}},
+		{"BeginTx on an unreachable primary", func() { c.primary.SetDown(true) }, func() error {
+			tx, err := c.db.BeginTx(ctx, nil)
+			if err == nil {
+				tx.Rollback()
+			}
+			return err
+		}},
+		{"Conn on an unreachable primary", func() { c.primary.SetDown(true) }, func() error {
+			conn, err := c.db.Conn(ctx)
+			if err == nil {
+				err = conn.PingContext(ctx)
+				conn.Close()
+			}
+			return err
+		}},
+	} {
+		c.primary.SetReadOnly(false)
+		c.primary.SetDown(false)
+		c.db.roles.troubleAt.Store(0)
+		c.db.health.fastUntil.Store(0)
+		tc.setup()
+		if err := tc.write(); err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if c.db.roles.troubleAt.Load() == 0 || c.db.health.fastUntil.Load() <= monotime() {
+			t.Errorf("%s: no fast probing after the failed write", tc.name)
+		}
+	}
+}
+
+// Whatever the order in which primary changes and ejections rebuild the
+// snapshot, the nodes whose calls count in the shared in-flight counter
+// are those of the snapshot the load-aware policy picks from: the
+// tracking is set with the snapshot, under the same lock.
+func TestTrackingFollowsTheSnapshot(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 3, WithPolicy(LeastLatency()))
+	db := c.db
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			old, next := db.nodes[0], db.nodes[3]
+			if i%2 == 1 {
+				old, next = next, old
+			}
+			next.probedPrimary.Store(true)
+			old.probedPrimary.Store(false)
+			db.switchPrimary(old, next)
+		}
+	})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			db.setHealthy(db.nodes[1+i%2], i%4 >= 2, errRefused)
+		}
+	})
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	snap := db.snap.Load()
+	for _, r := range db.nodes {
+		want := len(snap.replicas) >= 2 && snap.has(r)
+		if got := r.trackGlobal.Load(); got != want {
+			t.Errorf("%s: counted in the shared in-flight counter %v, want %v (eligible: %d)", r.name, got, want, len(snap.replicas))
+		}
+	}
 }

@@ -164,7 +164,7 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 	if res.err != nil {
 		r.lastErr.Store(errorText(res.err))
 		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
-			r.okStreak = 0
+			r.okStreak.Store(0)
 			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
 				db.setHealthy(r, false, res.err)
 			}
@@ -173,7 +173,7 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 		res = probeResult{primary: r.Role() == RolePrimary}
 	}
 	r.failStreak.Store(0)
-	r.okStreak++
+	r.okStreak.Add(1)
 	if now := monotime(); now-r.lastObs.Load() > int64(db.cfg.interval) {
 		// No call has been timed on the node for an interval: the
 		// probe's round trip is the freshest word on it, so that a node
@@ -182,7 +182,7 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 		// policy avoid it.
 		r.observeIdle(rtt, now)
 	}
-	if !r.healthy.Load() && r.okStreak >= db.cfg.reinstateAfter {
+	if !r.healthy.Load() && int(r.okStreak.Load()) >= db.cfg.reinstateAfter {
 		db.setHealthy(r, true, nil)
 	}
 	return res
@@ -283,6 +283,9 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 		}
 		db.cfg.logger.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
 	} else {
+		// Only good probes after the ejection bring the node back,
+		// whoever took it out: traffic may while its probes succeed.
+		r.okStreak.Store(0)
 		r.ejections.Add(1)
 		db.cfg.logger.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
 	}

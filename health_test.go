@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,5 +191,49 @@ func TestMonitorHandlesProbeAndAreClosed(t *testing.T) {
 	db.Close()
 	if err := db.cfg.monitors[0].Ping(); err == nil {
 		t.Error("monitor handle still open after Close")
+	}
+}
+
+// A replica that real traffic takes out of rotation while its probes keep
+// succeeding comes back only after reinstateAfter good probes counted from
+// its ejection, not at the next one: the good probes before it do not
+// count.
+func TestTrafficEjectionKeepsHysteresis(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 1, WithHysteresis(2, 3))
+	good := []probeResult{pgWritable(100, 1), pgStandby(100, 1)}
+	playRounds(t, c.db, 5, good)
+	c.replicas[0].SetDown(true)
+	for range 2 { // two failed reads in a row take r1 out; each is retried on the primary
+		if got := served(t, context.Background(), c.db, "SELECT 1"); got != "p" {
+			t.Fatalf("read with r1 down served by %s", got)
+		}
+	}
+	if nodeStats(c.db, "r1").Up {
+		t.Fatal("r1 still up after two failed reads")
+	}
+	c.replicas[0].SetDown(false)
+	for i := 1; i <= 3; i++ {
+		playRound(t, c.db, good)
+		if up := nodeStats(c.db, "r1").Up; up != (i == 3) {
+			t.Errorf("after %d good probes since the ejection: up %v, want %v", i, up, i == 3)
+		}
+	}
+}
+
+// Measuring a MariaDB replica's lag compares parsed positions: it
+// allocates nothing, however far back in the primary's recorded history
+// the replica is.
+func TestReplicaLagAllocatesNothing(t *testing.T) {
+	c := newRoleCluster(t, "mariadb", 1)
+	db := c.db
+	now := monotime()
+	for i := range historySize {
+		pos, _ := newPosition(dialectMariaDB, "0-1-"+strconv.Itoa(100+i)+",1-1-"+strconv.Itoa(50+i))
+		db.health.record(pos, now)
+	}
+	behind := mariaReplica("0-1-1,1-1-1")
+	primary, _ := newPosition(dialectMariaDB, "0-1-500,1-1-500")
+	if allocs := testing.AllocsPerRun(100, func() { db.replicaLag(db.nodes[1], behind, &primary, now) }); allocs != 0 {
+		t.Errorf("replicaLag allocates %.0f times per call", allocs)
 	}
 }

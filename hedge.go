@@ -221,11 +221,10 @@ func (h *hedged) run(rt route) *attempt {
 // winning hedge cancels the first attempt.
 func (h *hedged) hedge() {
 	db := h.db
-	if !db.hedgeTokens.spend() {
-		return
-	}
 	h.mu.Lock()
-	if h.decided {
+	// The budget pays for hedges sent, not for timers that fire after
+	// the read was decided.
+	if h.decided || !db.hedgeTokens.spend() {
 		h.mu.Unlock()
 		return
 	}
@@ -352,9 +351,14 @@ func (db *DB) hedgedRead(ctx context.Context, rt route, query string, args []any
 	h := &hedged{db: db, ctx: ctx, query: query, args: args, wantRow: wantRow}
 	a := h.run(rt)
 	if a == h.first {
-		// The read failed everywhere it was sent; a retry starts over
-		// from the nodes not tried by the first attempt.
+		// The read failed everywhere it was sent: a retry goes to a node
+		// it was not sent to.
 		tried.add(a.r)
+		h.mu.Lock()
+		for _, x := range h.hedges {
+			tried.add(x.r)
+		}
+		h.mu.Unlock()
 	}
 	return a
 }

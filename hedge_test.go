@@ -220,3 +220,43 @@ func BenchmarkQueryHedgingArmed(b *testing.B) {
 		rows.Close()
 	}
 }
+
+// A hedged read that failed everywhere it was sent is retried only on a
+// node it was not sent to: the hedge's nodes count as tried.
+func TestFailedHedgedReadRetriesOnlyUntriedNodes(t *testing.T) {
+	// No probes (the health loop is stopped): only the read asks r2.
+	c := newRoleCluster(t, "generic", 2, WithPolicy(byName("r1")), WithFallbackLimit(0), WithHysteresis(100, 0),
+		WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond, Budget: 1}))
+	served(t, context.Background(), c.db, "SELECT 1")
+	// r1 answers late, with a connection error; the hedge to r2 fails at
+	// once (r2 is down); the primary is out of reach (no fallback).
+	c.replicas[0].SetLatency(30 * time.Millisecond)
+	c.replicas[0].SetQueryError(errRefused)
+	c.replicas[1].SetDown(true)
+	c.db.nodes[2].db.Ping() // drops r2's pooled connection: each ask is one refused connect
+	c.replicas[1].ResetCounts()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var node string
+	if err := c.db.QueryRowContext(ctx, "SELECT 1").Scan(&node); err == nil {
+		t.Fatalf("read served by %s with every node failing", node)
+	}
+	if n := c.replicas[1].Count(fakedriver.Refused); n != 1 {
+		t.Errorf("r2, where the hedge failed, was asked %d times; want once", n)
+	}
+}
+
+// The hedging budget is spent only on hedges that are sent: a timer that
+// fires after the read was decided costs nothing.
+func TestHedgeBudgetNotSpentOnDecidedRead(t *testing.T) {
+	c := newCluster(t, 2, WithDialect("generic"), WithHealthCheckInterval(time.Hour),
+		WithHedging(Hedging{Floor: time.Millisecond, Ceiling: time.Millisecond, Budget: 0.1}))
+	db := c.db
+	db.hedgeTokens.v.Store(1000) // one hedge in the bank
+	h := &hedged{db: db, ctx: context.Background(), decided: true}
+	h.first = &attempt{r: db.nodes[1]}
+	h.hedge()
+	if v := db.hedgeTokens.v.Load(); v != 1000 {
+		t.Errorf("a hedge of a decided read spent the budget: %d thousandths left, want 1000", v)
+	}
+}

@@ -64,10 +64,13 @@ type Session struct {
 	epKnown bool
 
 	lastWrite time.Time // the last write (time-window fallback)
-	pending   int       // open writes whose commit rwsplit cannot see
-	resolve   bool      // read the primary's position at the next read
-	rebase    bool      // replace need by the primary's position at the next resolve
-	gen       uint64    // bumped when a pending write ends
+	pending   int       // contexts with open writes whose commit rwsplit cannot see
+	// pendingCtxs holds those contexts by Done channel (nil: one that
+	// never ends), each with the stop of its callback.
+	pendingCtxs map[<-chan struct{}]func() bool
+	resolve     bool   // read the primary's position at the next read
+	rebase      bool   // replace need by the primary's position at the next resolve
+	gen         uint64 // bumped when a pending write ends
 
 	// Monotonic reads: the node the session last read from and when that
 	// read returned; settled once a probe sent after it has read the
@@ -94,32 +97,62 @@ func (s *Session) WritesDone() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending > 0 || s.resolve {
-		s.pending = 0
+		s.dropPendingLocked()
 		s.resolve = true
 		s.gen++
 	}
 }
 
-// beginPending marks a write whose commit rwsplit cannot see, open until
-// ctx is done.
-func (s *Session) beginPending(db *DB, ctx context.Context) {
-	s.mu.Lock()
-	s.learnKey(db)
-	s.pending++
-	s.writes++
-	s.lastWrite = time.Now()
-	s.mu.Unlock()
-	if ctx.Done() != nil {
-		context.AfterFunc(ctx, s.endPending)
+// dropPendingLocked forgets every pending write and stops the callbacks
+// on their contexts; s.mu held.
+func (s *Session) dropPendingLocked() {
+	for _, stop := range s.pendingCtxs {
+		if stop != nil {
+			stop()
+		}
 	}
+	s.pendingCtxs = nil
+	s.pending = 0
 }
 
-func (s *Session) endPending() {
+// beginPending marks a write whose commit rwsplit cannot see, open until
+// ctx is done. The writes made with one context (one Done channel) are
+// open together and end together: they hold one callback on it, however
+// many there are, so that a long-lived context does not gather one per
+// write.
+func (s *Session) beginPending(db *DB, ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending > 0 {
-		s.pending--
+	s.learnKey(db)
+	s.writes++
+	s.lastWrite = time.Now()
+	done := ctx.Done() // nil: a context that never ends, pending until WritesDone
+	if _, open := s.pendingCtxs[done]; open {
+		return
 	}
+	if s.pendingCtxs == nil {
+		s.pendingCtxs = make(map[<-chan struct{}]func() bool)
+	}
+	var stop func() bool
+	if done != nil {
+		// If ctx is done already, the callback runs at once, on its own
+		// goroutine, and waits for s.mu: the entry is in place by then.
+		stop = context.AfterFunc(ctx, func() { s.endPending(done) })
+	}
+	s.pendingCtxs[done] = stop
+	s.pending++
+}
+
+// endPending ends the pending writes made with the context whose Done
+// channel is done.
+func (s *Session) endPending(done <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, open := s.pendingCtxs[done]; !open {
+		return // WritesDone came first
+	}
+	delete(s.pendingCtxs, done)
+	s.pending--
 	s.resolve = true
 	s.lastWrite = time.Now()
 	s.gen++
@@ -530,6 +563,11 @@ func (s *Session) markWrite(db *DB) {
 // next reads see the transaction without the per-read cost of a pending
 // write: the recommended way to write in a transaction with a session.
 func (db *DB) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) (err error) {
+	if o := optionsOf(ctx); o != nil && o.concern != nil {
+		if err := o.concern.check("run in tx"); err != nil {
+			return err
+		}
+	}
 	tx, err := db.beginTx(ctx, opts, false)
 	if err != nil {
 		return err

@@ -178,3 +178,50 @@ func TestSessionLearnsKeyFromPendingWrite(t *testing.T) {
 		t.Errorf("resumed resolve %v hasNeed %v, MAC verifies %v", r.resolve, r.hasNeed, hmac.Equal(r.resumed.mac, tokenMAC(key, r.resumed.payload)))
 	}
 }
+
+// A read that a replica refuses as a write, and that rwsplit re-runs on
+// the primary, did write there: the session must see it.
+func TestSessionSeesReadRejectedAsWrite(t *testing.T) {
+	c := newCluster(t, 1)
+	c.replicas[0].SetReadOnly(true)
+	s := NewSession()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if got := served(t, WithSession(ctx, s), c.db, "SELECT write_audit_row()"); got != "p" {
+		t.Fatalf("rejected read ended on %s, want the primary", got)
+	}
+	if unsure, pending, _, _ := rywUnsure(s); !unsure || pending != 1 {
+		t.Errorf("after a read that wrote on the primary: session unsure %v, pending %d; want its write pending", unsure, pending)
+	}
+}
+
+// Writes whose commit rwsplit cannot see, made one after another with one
+// long-lived context, hold one callback on it, not one each; WritesDone
+// releases it, so that the context's end later costs no resolution.
+func TestPendingWritesShareOneCallbackPerContext(t *testing.T) {
+	c := newCluster(t, 1)
+	s := NewSession()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sctx := WithSession(ctx, s)
+	for range 100 {
+		rows, err := c.db.QueryContext(sctx, "INSERT INTO t VALUES (1) RETURNING id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	s.mu.Lock()
+	pending, callbacks := s.pending, len(s.pendingCtxs)
+	s.mu.Unlock()
+	if pending != 1 || callbacks != 1 {
+		t.Errorf("100 writes on one context: pending %d, callbacks %d; want 1 and 1", pending, callbacks)
+	}
+	s.WritesDone()
+	_, _, _, gen := rywUnsure(s)
+	cancel()
+	time.Sleep(10 * time.Millisecond) // a callback left registered would run now
+	if _, _, _, after := rywUnsure(s); after != gen {
+		t.Errorf("the context's end after WritesDone changed the session (generation %d to %d)", gen, after)
+	}
+}

@@ -40,7 +40,7 @@ type Replica struct {
 	weight      int     // from Weighted; 1 otherwise
 
 	// Kept by the health goroutine and the position pollers.
-	okStreak  int                          // consecutive successful probes (health goroutine only)
+	okStreak  atomic.Int32                 // consecutive successful probes since the last failure; reset by an ejection
 	lag       atomic.Int64                 // replication lag in ns; lagUnknown, lagBroken
 	lastErr   atomic.Value                 // string: the last failure's message
 	pos       atomic.Pointer[nodePosition] // the last probe's position; nil before one

@@ -38,7 +38,8 @@ const (
 	flagSigned = 4
 
 	macSize      = 16
-	maxTokenText = 8192 // characters of a token accepted by ResumeSession
+	maxClockSkew = 2 * time.Second // how far ahead of this process's clock a token's last write may be
+	maxTokenText = 8192            // characters of a token accepted by ResumeSession
 	maxGTIDText  = 4096
 	maxEpochID   = 64
 )
@@ -269,6 +270,13 @@ func (db *DB) adopt(ctx context.Context, s *Session) {
 		}
 		s.key = key
 	}
+	if !s.hasNeed && s.lastWrite.After(time.Now().Add(maxClockSkew)) {
+		// A last write later than now, beyond what clocks apart explain:
+		// it would send the session's reads to the primary until then.
+		db.rejectToken(s, "last write in the future")
+		s.mu.Unlock()
+		return
+	}
 	d := db.positions.Load()
 	if s.hasNeed && db.positions.known.Load() && s.kind != d {
 		db.rejectToken(s, fmt.Sprintf("a %s position, but the DB is %s", s.kind.name, d.name))
@@ -315,7 +323,8 @@ func (db *DB) adopt(ctx context.Context, s *Session) {
 func (db *DB) rejectToken(s *Session, why string) {
 	s.kind, s.need, s.hasNeed = nil, position{}, false
 	s.ep, s.epKnown = epoch{}, false
-	s.resolve, s.rebase, s.pending = false, false, 0
+	s.resolve, s.rebase = false, false
+	s.dropPendingLocked()
 	s.lastWrite = time.Time{}
 	s.node = nil
 	db.counts.tokensRejected.Add(1)

@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/binary"
@@ -499,4 +500,31 @@ func FuzzResumeSession(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An unsigned token of a dialect without positions carries the time of
+// the session's last write; one from the future (a forgery) would send
+// every read of the session to the primary. It is rejected.
+func TestFutureWindowTokenRejected(t *testing.T) {
+	c := newCluster(t, 1, WithDialect("generic"), WithNodeNames("p", "r1"))
+	forged := (&Session{lastWrite: time.Now().Add(time.Hour)}).Token()
+	s, err := ResumeSession(forged)
+	if err != nil {
+		t.Fatalf("ResumeSession: %v", err)
+	}
+	if got := served(t, WithSession(context.Background(), s), c.db, "SELECT 1"); got != "r1" {
+		t.Errorf("read of a session with a last write an hour ahead served by %s, want r1", got)
+	}
+	if n := c.db.Stats().TokensRejected; n != 1 {
+		t.Errorf("TokensRejected = %d, want 1", n)
+	}
+	// A token written a moment ago (clocks a little apart) is kept.
+	recent := (&Session{lastWrite: time.Now().Add(500 * time.Millisecond)}).Token()
+	s, err = ResumeSession(recent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, WithSession(context.Background(), s), c.db, "SELECT 1"); got != "p" {
+		t.Errorf("read right after a session's write served by %s, want the primary", got)
+	}
 }

@@ -12,9 +12,12 @@ import (
 // [WithWriteConcern].
 type WriteConcern struct {
 	// Replicas is how many replicas must have applied the write;
-	// AllReplicas means every node that is a replica, eligible or not.
+	// AllReplicas means every node that is a replica, eligible or not,
+	// and 0 no wait. Any other negative number is an error: the write is
+	// refused before it is sent.
 	Replicas int
-	// Timeout bounds the wait; 0 means the context's deadline alone.
+	// Timeout bounds the wait; 0 means the context's deadline alone. A
+	// negative timeout is an error, as a bad Replicas is.
 	Timeout time.Duration
 }
 
@@ -40,6 +43,18 @@ func (e *WriteConcernError) Error() string {
 }
 
 func (e *WriteConcernError) Unwrap() error { return e.Err }
+
+// check refuses a write concern that asks for a negative number of
+// replicas other than AllReplicas, before the write is sent.
+func (wc *WriteConcern) check(op string) error {
+	if wc.Replicas < AllReplicas {
+		return &Error{Op: op, Err: fmt.Errorf("WithWriteConcern: %d replicas; want AllReplicas, 0 or more", wc.Replicas)}
+	}
+	if wc.Timeout < 0 {
+		return &Error{Op: op, Err: fmt.Errorf("WithWriteConcern: negative timeout %s", wc.Timeout)}
+	}
+	return nil
+}
 
 // awaitReplicas waits until wc's number of replicas have applied pos.
 func (db *DB) awaitReplicas(ctx context.Context, d *dialect, pos position, wc WriteConcern) error {

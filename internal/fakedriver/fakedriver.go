@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,6 +124,19 @@ type Server struct {
 
 	gateMu sync.Mutex
 	gates  atomic.Pointer[[]*gate] // immutable slice, replaced under gateMu
+
+	// scripts answer or hold the statements that contain their match
+	// (SetResult, HangOn): an immutable slice, replaced under gateMu.
+	scripts atomic.Pointer[[]*script]
+}
+
+// script is what SetResult or HangOn asked of the statements containing
+// match: a row to answer with, or a gate to wait at.
+type script struct {
+	match string
+	cols  []string
+	row   []driver.Value
+	hang  *gate
 }
 
 // opShard holds the counters of the connections assigned to it, on cache
@@ -480,6 +494,13 @@ func (c *conn) start(ctx context.Context, kind Kind, query string) error {
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
+	if sc := s.script(query); sc != nil && sc.hang != nil {
+		select {
+		case <-sc.hang.ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if c.bad() {
 		return driver.ErrBadConn
 	}
@@ -498,6 +519,9 @@ func (c *conn) query(ctx context.Context, q string) (driver.Rows, error) {
 	}
 	if s.readOnly.Load() && s.isWrite(q) {
 		return nil, ReadOnlyError{}
+	}
+	if sc := s.script(q); sc != nil && sc.row != nil {
+		return &scriptRows{cols: sc.cols, row: sc.row}, nil
 	}
 	r := &c.rows
 	if c.rowsBusy {
@@ -626,6 +650,72 @@ func (r *rows) Close() error {
 			r.c.rowsBusy = false
 		}
 	}
+	return nil
+}
+
+// SetResult makes every query whose text contains match (case-sensitive)
+// answer with one row of the given columns and values instead of the
+// server's name, as a server answers a statement the test scripts. Later
+// calls for the same match replace earlier ones.
+func (s *Server) SetResult(match string, cols []string, row ...driver.Value) {
+	s.addScript(&script{match: match, cols: append([]string(nil), cols...), row: append([]driver.Value(nil), row...)})
+}
+
+// HangOn makes every query or exec whose text contains match, started
+// after it, wait until release is called or its context is done (it then
+// returns ctx.Err()), as a statement on a hung host does. release is
+// idempotent.
+func (s *Server) HangOn(match string) (release func()) {
+	g := &gate{ch: make(chan struct{})}
+	s.addScript(&script{match: match, hang: g})
+	return func() { g.once.Do(func() { close(g.ch) }) }
+}
+
+func (s *Server) addScript(sc *script) {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	var next []*script
+	if old := s.scripts.Load(); old != nil {
+		for _, o := range *old {
+			if o.match != sc.match || (o.hang == nil) != (sc.hang == nil) {
+				next = append(next, o)
+			}
+		}
+	}
+	next = append(next, sc)
+	s.scripts.Store(&next)
+}
+
+// script returns the latest script whose match q contains, or nil.
+func (s *Server) script(q string) *script {
+	scs := s.scripts.Load()
+	if scs == nil {
+		return nil
+	}
+	for i := len(*scs) - 1; i >= 0; i-- {
+		if sc := (*scs)[i]; strings.Contains(q, sc.match) {
+			return sc
+		}
+	}
+	return nil
+}
+
+// scriptRows is the one row SetResult scripted.
+type scriptRows struct {
+	cols []string
+	row  []driver.Value
+	done bool
+}
+
+func (r *scriptRows) Columns() []string { return r.cols }
+func (r *scriptRows) Close() error      { return nil }
+
+func (r *scriptRows) Next(dest []driver.Value) error {
+	if r.done {
+		return io.EOF
+	}
+	r.done = true
+	copy(dest, r.row)
 	return nil
 }
 

@@ -796,3 +796,32 @@ func TestDriverOpen(t *testing.T) {
 		t.Errorf("Connect = %d", s.Count(Connect))
 	}
 }
+
+func TestSetResultAndHangOn(t *testing.T) {
+	s := NewServer("n")
+	db := s.DB()
+	defer db.Close()
+	s.SetResult("SHOW STATUS", []string{"a", "b"}, "x", int64(7))
+	var a string
+	var b int64
+	if err := db.QueryRow("SHOW STATUS LIKE 'q'").Scan(&a, &b); err != nil || a != "x" || b != 7 {
+		t.Fatalf("scripted query: %q %d %v", a, b, err)
+	}
+	var name string
+	if err := db.QueryRow("SELECT 1").Scan(&name); err != nil || name != "n" {
+		t.Fatalf("unscripted query: %q %v", name, err)
+	}
+	release := s.HangOn("SLOW")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "UPDATE SLOW"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung exec: %v, want the context's deadline", err)
+	}
+	if _, err := db.Exec("UPDATE fast"); err != nil {
+		t.Fatalf("other exec while one hangs: %v", err)
+	}
+	release()
+	if _, err := db.Exec("UPDATE SLOW"); err != nil {
+		t.Fatalf("exec after release: %v", err)
+	}
+}
