@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"math/rand/v2"
 	"time"
+
+	"github.com/rwsplit/rwsplit/internal/sqlclass"
 )
 
 // snapshot is the immutable set of replicas eligible for reads and the
@@ -104,6 +106,7 @@ const (
 	pinNone    pin = iota
 	pinBounded     // bounded staleness: only nodes close enough qualify
 	pinSession     // a session's read: the session notes its node
+	pinSchema      // a write that changes the schema: its end sets the floor of reads
 )
 
 // constrained says the node was chosen for a consistency that the
@@ -124,12 +127,17 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 			// sight: the session is pending until ctx is done.
 			o.session.beginPending(db, ctx)
 		}
+		if sqlclass.IsSchemaChange(db.dialect.class, query) {
+			db.schemaBegin()
+			return route{r: p, pin: pinSchema}, nil
+		}
 		return route{r: p}, nil
 	}
 	if o == nil {
 		// The only replica, if it is one and not ramping up after a
-		// return, without the calls that the general case takes.
-		if r := db.snap.Load().only; r != nil && r.Role() == RoleReplica && r.rampStart.Load() == 0 {
+		// return, nor kept off by a schema change, without the calls
+		// that the general case takes.
+		if r := db.snap.Load().only; r != nil && r.Role() == RoleReplica && r.rampStart.Load() == 0 && !db.schemaOpen.Load() {
 			return route{r: r, read: true}, nil
 		}
 		return db.routeReplica(ctx, query, nil)
@@ -165,7 +173,7 @@ func (db *DB) routeNext(ctx context.Context, query string, tried *triedNodes) (r
 func (db *DB) routeBounded(ctx context.Context, maxLag time.Duration, query string, tried *triedNodes) (route, error) {
 	fresh := func(r *Replica) bool {
 		lag := r.lag.Load()
-		return !tried.has(r) && lag != lagUnknown && lag <= int64(maxLag)
+		return !tried.has(r) && lag != lagUnknown && lag <= int64(maxLag) && db.schemaAllowsAny(r)
 	}
 	snap := db.snap.Load()
 	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && fresh(r) {
@@ -194,13 +202,15 @@ func (db *DB) readPrimary() (*Replica, error) {
 // or falls back to the primary within the fallback limit.
 func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes) (route, error) {
 	snap := db.snap.Load()
-	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) {
+	schema := db.schemaOpen.Load()
+	if r := snap.pick(PickInfo{Ctx: ctx, Query: query}); r != nil && !tried.has(r) && (!schema || db.schemaAllows(r)) {
 		return route{r: r, read: true}, nil
-	} else if r != nil {
-		// A retry: the picker chose a node already tried; take the first
-		// eligible one that was not.
+	} else if r != nil || schema {
+		// A retry (the picker chose a node already tried), or a schema
+		// change the pick has not replayed: take the first eligible
+		// replica that qualifies.
 		for _, r := range snap.replicas {
-			if !tried.has(r) {
+			if !tried.has(r) && (!schema || db.schemaAllows(r)) {
 				return route{r: r, read: true}, nil
 			}
 		}
@@ -209,7 +219,9 @@ func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes)
 	if err != nil {
 		return route{}, err
 	}
-	if db.replicaCount == 0 || tried.has(p) {
+	if db.replicaCount == 0 || tried.has(p) || schema {
+		// No replica has replayed a schema change yet: the primary,
+		// which is not a fallback for want of replicas, is not capped.
 		return route{r: p, read: true}, nil
 	}
 	if lim := db.cfg.fallbackLimit; lim >= 0 {
@@ -302,6 +314,17 @@ func (t *triedNodes) add(r *Replica) {
 func (db *DB) retryRoute(ctx context.Context, rt route, err error, query string, tried *triedNodes) (route, bool) {
 	tried.add(rt.r)
 	replica := rt.r.Role() == RoleReplica
+	if rt.read && replica && isUnknownObject(err) && db.schemaNewerThan(rt.r) {
+		// A table or column a schema change made, which the replica has
+		// not replayed: the primary has it.
+		p, perr := db.readPrimary()
+		if perr != nil {
+			return route{}, false
+		}
+		db.schema.reruns.Add(1)
+		db.cfg.logger.Debug("rwsplit: replica has not replayed a schema change the read needs; re-running it on the primary", "node", rt.r.name)
+		return route{r: p, read: true}, true
+	}
 	if rt.read && replica && isReadOnlyRejection(err) {
 		p, perr := db.readPrimary()
 		if perr != nil {
@@ -380,6 +403,9 @@ func (db *DB) read(ctx context.Context, query string, args []any, wantRow bool) 
 			rt.r.end(ctx, c, err)
 		}
 		db.done(rt)
+		if rt.pin == pinSchema {
+			db.schemaEnd(ctx)
+		}
 		if err == nil {
 			db.served(ctx, rt)
 			return rows, row, nil

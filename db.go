@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rwsplit/rwsplit/internal/sqlclass"
 )
 
 // DB is one primary and any number of read replicas behind the method set
@@ -26,6 +28,7 @@ type DB struct {
 	primary       atomic.Pointer[Replica]  // health loop
 	snap          atomic.Pointer[snapshot] // rebuilt under health.mu, by the health loop and by traffic that ejects a node
 	writeBlock    atomic.Pointer[error]    // health loop: why writes are refused (split brain); nil: accepted
+	schemaOpen    atomic.Bool              // a schema change is in flight or its floor open (schema.go)
 	replicaCount  int                      // replicas given to New or Open
 	dialect       *dialect                 // chooses the classifier's lexer; fixed
 	classes       classCache               // traffic
@@ -38,6 +41,7 @@ type DB struct {
 	roles       roleState       // roles, fencing and write outages: written by the health loop and by writes (failover.go)
 	counts      counters        // written by traffic, read by Stats
 	waits       sessionWaits    // session waits: written by session reads and the position pollers (readyourwrites.go)
+	schema      schemaState     // the floor of schema changes: written by them and the health loop (schema.go)
 	hedgeTokens hedgeTokens     // traffic (hedge.go)
 	errRows     errRows         // rows that carry a refusal: opened by the first, closed by Close (row.go)
 	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
@@ -326,9 +330,16 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if err != nil {
 		return nil, err
 	}
+	ddl := sqlclass.IsSchemaChange(db.dialect.class, query)
+	if ddl {
+		db.schemaBegin()
+	}
 	c := r.begin(callWrite)
 	res, err := r.db.ExecContext(ctx, query, args...)
 	r.end(ctx, c, err)
+	if ddl {
+		db.schemaEnd(ctx)
+	}
 	if err != nil {
 		db.writeFailed(ctx, err)
 		return nil, db.closedErr(err)

@@ -49,6 +49,13 @@
 //     changes node. [DB.PrepareContext] prepares on the primary, and the
 //     statement runs there.
 //
+// After a schema change (CREATE, ALTER, DROP, TRUNCATE, RENAME, COMMENT,
+// GRANT, REVOKE) made with [DB.ExecContext] or [DB.QueryContext], reads go
+// only to replicas that have replayed it, else to the primary, until every
+// replica has; a read a replica refuses for an unknown table or column of
+// such a change is re-run on the primary. Changes made in a transaction,
+// on a [DB.Conn] or by other processes are not seen.
+//
 // A read goes to an eligible replica: up, within [WithMaxReplicationLag],
 // and not claiming to be a primary. With none eligible it goes to the
 // primary, within [WithFallbackLimit]; beyond it a read fails with
@@ -151,6 +158,7 @@ package rwsplit
 //	probe.go         what one probe asks a node, and reading a node's position
 //	dialect.go       what differs per database, as data: one table of dialects
 //	position.go      replication positions and epochs: parsed once, compared, merged
+//	schema.go        the floor of reads after a schema change
 //	failover.go      roles, fencing, choosing the writer, write outages
 //	autofailover.go  opt-in promotion
 //	readyourwrites.go Session, pending writes, session routing and waits, RunInTx

@@ -171,6 +171,22 @@ func isReadOnlyRejection(err error) bool {
 	return sqlState(err) == sqlstateReadOnlyTransaction || mysqlNumber(err) == mysqlOptionPreventsStatement
 }
 
+// isUnknownObject reports whether err is a server's "no such table" or
+// "no such column": PostgreSQL 42P01 (undefined_table) or 42703
+// (undefined_column), MySQL/MariaDB 1146 (ER_NO_SUCH_TABLE) or 1054
+// (ER_BAD_FIELD_ERROR).
+func isUnknownObject(err error) bool {
+	switch sqlState(err) {
+	case "42P01", "42703":
+		return true
+	}
+	switch mysqlNumber(err) {
+	case 1146, 1054:
+		return true
+	}
+	return false
+}
+
 // isRecoveryConflict reports whether err is a hot standby cancelling a
 // query because it conflicts with replay. PostgreSQL reports it with the
 // codes of a serialization failure (40001) or a deadlock (40P01); from a

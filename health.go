@@ -81,7 +81,7 @@ func (db *DB) healthLoop() {
 		}
 		db.probeRound()
 		next := jitter(db.cfg.interval)
-		if monotime() < db.health.fastUntil.Load() {
+		if monotime() < db.health.fastUntil.Load() || db.schemaOpen.Load() {
 			next = min(next, db.cfg.fastInterval())
 		}
 		t.Reset(next)
@@ -144,6 +144,7 @@ func (db *DB) applyRound(results []probeResult) {
 			db.applyPosition(r, results[i], primaryPos, now)
 		}
 	}
+	db.clearSchemaFloor()
 	db.rebuild()
 }
 
@@ -174,12 +175,14 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 	}
 	r.failStreak.Store(0)
 	r.okStreak.Add(1)
-	if now := monotime(); now-r.lastObs.Load() > int64(db.cfg.interval) {
+	if now := monotime(); r.warm.Load() >= warmSamples && now-r.lastObs.Load() > int64(db.cfg.interval) {
 		// No call has been timed on the node for an interval: the
 		// probe's round trip is the freshest word on it, so that a node
 		// the policy avoids is judged on how it answers now, not on the
 		// samples (a connection's handshake, a pause) that made the
-		// policy avoid it.
+		// policy avoid it. A node still warming up is left to its calls,
+		// which it gets, costing nothing yet: its first probe's round
+		// trip includes opening the connection.
 		r.observeIdle(rtt, now)
 	}
 	if !r.healthy.Load() && int(r.okStreak.Load()) >= db.cfg.reinstateAfter {
@@ -278,6 +281,8 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 		// its return.
 		r.ewma.Store(0)
 		r.measured.Store(false)
+		r.warm.Store(0)
+		r.peak.Store(0)
 		if db.cfg.slowStart > 0 && r.Role() == RoleReplica {
 			r.rampStart.Store(max(monotime(), 1))
 		}

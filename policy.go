@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 )
@@ -234,13 +235,24 @@ func (p *leastInFlight) Build(replicas []*Replica) Picker {
 func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load()) }
 
 // LeastLatency returns the default policy: it picks two eligible replicas
-// at random and sends the read to the one with the lower cost, where cost
-// = latency estimate × (calls in flight + 1) (power of two choices on peak
-// EWMA latency). A node that has not answered yet costs almost nothing, so
-// a new node gets traffic at once; an idle node's estimate decays (see
-// [Replica.Latency]) against the time of the other candidate's latest
-// answer, so a node once slow is tried again and not starved. Pick reads
-// no clock.
+// at random and sends the read to one of them with a probability that
+// falls with its latency estimate to the power 1.5 and with its calls in
+// flight, plus one, cubed (power of two choices on peak EWMA latency).
+// Two idle replicas of about the same speed share reads: estimates 30%
+// apart, as the noise of a loopback round trip makes them, give the slower
+// one 40%, twice the latency 26%. A replica really slower is avoided: ten
+// times the latency gives it 3%, a hundred times 0.1%. Calls in flight
+// weigh more, since they are queueing, not noise: one call more than the
+// other candidate leaves a node 11% of the reads, two 4%; so calls stuck
+// on a hung node keep new reads off it. A node still warming up (its
+// first few calls, see [Replica.Latency]) counts as fast as the other
+// candidate, so a new node gets traffic at once; an idle node's estimate decays against the time
+// of the other candidate's latest answer, so a node once slow is tried
+// again and not starved. Pick reads no clock.
+//
+// Always taking the cheaper of the two would send every read of a quiet
+// service to whichever replica answered a little faster once, and leave
+// the other cold.
 func LeastLatency() Policy { return &leastLatency{rnd: runtimeRand{}} }
 
 type leastLatency struct{ rnd randSource }
@@ -250,12 +262,66 @@ func (*leastLatency) picksTheOnlyReplica() {}
 func (*leastLatency) readsInFlight()       {}
 
 func (p *leastLatency) Build(replicas []*Replica) Picker {
-	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: latencyCost}
+	return &latencyPicker{replicas: replicas, rnd: p.rnd}
 }
 
-func latencyCost(r *Replica, now int64) float64 {
-	// +1 ns keeps a node without observations comparable by in-flight.
-	return (r.latencyAt(now) + 1) * float64(r.inFlight.Load()+1)
+// latencyParts returns what LeastLatency weighs of a node: its latency
+// estimate in nanoseconds plus one (0 while it warms up, see warmSamples),
+// and its calls in flight plus one.
+func latencyParts(r *Replica, now int64) (lat, load float64) {
+	load = float64(r.inFlight.Load() + 1)
+	if r.warm.Load() < warmSamples {
+		return 0, load
+	}
+	return r.latencyAt(now) + 1, load
+}
+
+// latencyPicker draws two distinct replicas at random and keeps each with
+// a probability inversely proportional to lat^1.5 × load^3.
+type latencyPicker struct {
+	replicas []*Replica
+	rnd      randSource
+}
+
+func (p *latencyPicker) Pick(PickInfo) *Replica {
+	n := uint64(len(p.replicas))
+	if n == 1 {
+		return p.replicas[0]
+	}
+	i := p.rnd.Uint64N(n)
+	j := p.rnd.Uint64N(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := p.replicas[i], p.replicas[j]
+	now := max(a.lastObs.Load(), b.lastObs.Load())
+	la, fa := latencyParts(a, now)
+	lb, fb := latencyParts(b, now)
+	// A node warming up counts as fast as the other, whatever its first
+	// answers cost, so that it gets the calls that measure it; its calls
+	// in flight still weigh, so a slow or hung one gets no burst.
+	switch {
+	case la == 0 && lb == 0:
+		la, lb = 1, 1
+	case la == 0:
+		la = lb
+	case lb == 0:
+		lb = la
+	}
+	wa := la * math.Sqrt(la) * fa * fa * fa
+	wb := lb * math.Sqrt(lb) * fb * fb * fb
+	pick, dearer := a, la > retimeRatio*lb
+	if float64(p.rnd.Uint64N(1<<53))*(wa+wb) < wa*(1<<53) { // P(b) = wa / (wa + wb)
+		pick, dearer = b, lb > retimeRatio*la
+	}
+	if dearer {
+		// The node the estimates call slower got the read: time it, so
+		// that a node judged on a stale or unlucky sample is judged
+		// again soon rather than after latencySampleEvery of its few
+		// calls.
+		pick.retime()
+	}
+	return pick
 }
 
 // p2cPicker draws two distinct replicas at random and keeps the cheaper;
@@ -283,3 +349,7 @@ func (p *p2cPicker) Pick(PickInfo) *Replica {
 	}
 	return a
 }
+
+// retimeRatio: a read sent to a node whose latency estimate is this many
+// times the other candidate's is timed.
+const retimeRatio = 1.5

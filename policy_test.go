@@ -20,6 +20,14 @@ func testReplicas(n int, weights ...int) []*Replica {
 	return rs
 }
 
+// measure gives r the latency estimate d at time now, as its warm-up
+// calls would.
+func measure(r *Replica, d, now int64) {
+	for range warmSamples {
+		r.observe(d, now)
+	}
+}
+
 // seeded returns a deterministic random source for distribution tests.
 func seeded() randSource { return rand.New(rand.NewPCG(1, 2)) }
 
@@ -122,9 +130,9 @@ func TestLeastInFlight(t *testing.T) {
 func TestLeastLatencyPrefersFastNode(t *testing.T) {
 	rs := testReplicas(3)
 	now := monotime()
-	rs[0].observe(int64(time.Millisecond), now)
-	rs[1].observe(int64(50*time.Millisecond), now)
-	rs[2].observe(int64(50*time.Millisecond), now)
+	measure(rs[0], int64(time.Millisecond), now)
+	measure(rs[1], int64(50*time.Millisecond), now)
+	measure(rs[2], int64(50*time.Millisecond), now)
 	p := (&leastLatency{rnd: seeded()}).Build(rs)
 	const picks = 10000
 	got := countPicks(p, rs, picks)
@@ -132,36 +140,90 @@ func TestLeastLatencyPrefersFastNode(t *testing.T) {
 		t.Errorf("fast replica picked %d times, want %d ±5%%", got[rs[0]], picks*2/3)
 	}
 	// In-flight calls raise the cost: a fast node with 100 calls waiting
-	// loses to a slower idle one.
+	// costs twice a slower idle one, and gets less than an even share.
 	rs[0].inFlight.Store(100)
-	if r := p.Pick(PickInfo{}); r == rs[0] {
-		t.Error("loaded fast replica still preferred")
+	got = countPicks(p, rs, picks)
+	if got[rs[0]] >= picks/3 {
+		t.Errorf("loaded fast replica picked %d times of %d, more than an even share", got[rs[0]], picks)
+	}
+}
+
+// Two replicas whose estimates differ by noise share reads; one really
+// slower gets few. The share of the dearer node b is ca^1.5/(ca^1.5+cb^1.5)
+// of its pairs, ca and cb the costs.
+func TestLeastLatencyShares(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fast, slow time.Duration
+		want       float64 // share of the slower node
+	}{
+		{"30% apart", 264 * time.Microsecond, 344 * time.Microsecond, 0.402},
+		{"equal", 300 * time.Microsecond, 300 * time.Microsecond, 0.5},
+		{"twice", 300 * time.Microsecond, 600 * time.Microsecond, 0.261},
+		{"ten times", 300 * time.Microsecond, 3 * time.Millisecond, 0.0307},
+		{"50ms slower", 300 * time.Microsecond, 50 * time.Millisecond, 0.0005},
+	} {
+		rs := testReplicas(2)
+		now := monotime()
+		measure(rs[0], int64(tc.fast), now)
+		measure(rs[1], int64(tc.slow), now)
+		p := (&leastLatency{rnd: seeded()}).Build(rs)
+		const picks = 100000
+		got := float64(countPicks(p, rs, picks)[rs[1]]) / picks
+		if d := got - tc.want; d > 0.01 || d < -0.01 {
+			t.Errorf("%s: slower node's share %.4f, want %.4f ±0.01", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Calls in flight weigh more than latency noise: they are queueing.
+func TestLeastLatencyWeighsCallsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		busier int64
+		want   float64 // share of the node with busier calls more in flight
+	}{{1, 1.0 / 9}, {2, 1.0 / 28}} {
+		rs := testReplicas(2)
+		now := monotime()
+		measure(rs[0], int64(300*time.Microsecond), now)
+		measure(rs[1], int64(300*time.Microsecond), now)
+		rs[1].inFlight.Store(tc.busier)
+		p := (&leastLatency{rnd: seeded()}).Build(rs)
+		const picks = 100000
+		got := float64(countPicks(p, rs, picks)[rs[1]]) / picks
+		if d := got - tc.want; d > 0.01 || d < -0.01 {
+			t.Errorf("%d more in flight: share %.4f, want %.4f ±0.01", tc.busier, got, tc.want)
+		}
 	}
 }
 
 func TestLeastLatencyDoesNotStarve(t *testing.T) {
 	rs := testReplicas(2)
 	now := monotime()
-	// A node without observations costs less than a measured one.
-	rs[0].observe(int64(time.Millisecond), now)
+	// A node still warming up counts as fast as the other: it gets
+	// reads at once, whatever its first answers cost.
+	measure(rs[0], int64(time.Millisecond), now)
+	rs[1].observe(int64(40*time.Millisecond), now) // one slow first answer (a connection's handshake)
 	p := (&leastLatency{rnd: seeded()}).Build(rs)
-	if r := p.Pick(PickInfo{}); r != rs[1] {
-		t.Error("new node not preferred over a measured one")
+	const picks = 10000
+	if got := countPicks(p, rs, picks)[rs[1]]; !within(got, picks/2, 0.05) {
+		t.Errorf("node warming up picked %d of %d times, want half ±5%%", got, picks)
 	}
 	// A node measured slow long ago decays below one measured fast now.
-	rs[1].observe(int64(50*time.Millisecond), now-int64(20*LatencyDecay))
-	rs[0].observe(int64(time.Millisecond), now)
+	rs[1] = testReplicas(2)[1]
+	measure(rs[1], int64(50*time.Millisecond), now-int64(20*LatencyDecay))
+	measure(rs[0], int64(time.Millisecond), now)
 	if got := rs[1].latencyAt(now); got >= float64(time.Millisecond) {
 		t.Errorf("idle slow node's estimate %v did not decay", time.Duration(got))
 	}
-	if r := p.Pick(PickInfo{}); r != rs[1] {
-		t.Error("idle node that was slow long ago is starved")
+	p = (&leastLatency{rnd: seeded()}).Build(rs)
+	if got := countPicks(p, rs, picks)[rs[1]]; got <= picks/2 {
+		t.Errorf("idle node that was slow long ago picked %d of %d times; it is now the faster", got, picks)
 	}
 }
 
 func TestPickAllocatesNothing(t *testing.T) {
 	rs := testReplicas(4, 1, 2, 3, 4)
-	rs[0].observe(1000, monotime())
+	measure(rs[0], 1000, monotime())
 	info := PickInfo{Ctx: context.Background(), Query: "SELECT 1"}
 	for _, p := range []Policy{RoundRobin(), Random(), Weighted(1, 2, 3, 4), LeastInFlight(), LeastLatency()} {
 		pk := p.Build(rs)

@@ -269,6 +269,9 @@ func (s *Session) settleFloor(d *dialect, v *sessionView) bool {
 // sessionCovers reports whether replica r is proven to have applied
 // everything session view v must see.
 func (db *DB) sessionCovers(r *Replica, d *dialect, v *sessionView) bool {
+	if !db.schemaAllowsAny(r) {
+		return false
+	}
 	if !v.hasNeed {
 		return true
 	}

@@ -33,7 +33,7 @@ type Replica struct {
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
 	trackGlobal atomic.Bool
-	measured    atomic.Bool // ewma holds an observation
+	measured    atomic.Bool // settled: warmed up and no peak waiting; every call is timed while it is not
 	owner       *DB         // nil for replicas built by tests of policies
 	name        string
 	monitor     *sql.DB // what the health probes use: db, or a WithMonitor handle
@@ -61,7 +61,9 @@ type Replica struct {
 	// (monotonic nanoseconds since clockBase). Written by the sampled calls.
 	ewma    atomic.Uint64
 	lastObs atomic.Int64
-	_       [cacheLine - 16]byte
+	peak    atomic.Uint64 // a sample peakFactor× the estimate, not counted yet (float64 bits); 0 none
+	warm    atomic.Int32  // calls timed during the warm-up (see warmSamples)
+	_       [cacheLine - 28]byte
 
 	// shards hold the per-call counters, each on its own cache line; a
 	// goroutine counts in the shard of its stack, so cores that serve
@@ -169,10 +171,13 @@ func (r *Replica) writes() uint64 {
 }
 
 // Latency returns the node's latency estimate: an exponentially weighted
-// moving average of its response times that jumps up at once on a slow
-// response (peak EWMA) and decays with a time constant of
-// [LatencyDecay] while no new response arrives, so an idle node is tried
-// again. Zero means the node has not answered yet.
+// moving average of its response times that jumps up on a slow response
+// once the next response, timed at once, confirms it (peak EWMA), and
+// decays with a time constant of [LatencyDecay] while no new response
+// arrives, so an idle node is tried again. A node's first responses after
+// it joins are all timed and the estimate is the lowest of them, so that
+// opening connections does not count against it. Zero means the node has
+// not answered yet.
 func (r *Replica) Latency() time.Duration {
 	return time.Duration(r.latencyAt(monotime()))
 }
@@ -230,34 +235,65 @@ func (r *Replica) latencyAt(now int64) float64 {
 }
 
 // observe folds one response time (ns) measured at time now into the
-// estimate. A sample above the estimate replaces it (peak sensitivity); a
-// lower one is averaged in with a weight that grows with the time since
-// the previous sample, and is at least minSampleWeight for a sample under
-// half the estimate.
+// estimate. During the warm-up the estimate is the lowest answer. After
+// it, a sample more than peakFactor times the estimate waits for the next
+// call, timed at once: a second slow answer confirms it and replaces the
+// estimate at once (peak sensitivity: a node that turns slow is avoided
+// after two calls), a fast one shows it was noise (a pause, a connection's
+// handshake) and it is dropped. Any other sample is averaged in with a
+// weight that grows with the time since the previous sample, and is at
+// least minSampleWeight: the jitter of a node's answers moves its estimate
+// a little, up or down, and one high answer does not hold it up.
 func (r *Replica) observe(sample, now int64) {
 	if sample <= 0 {
 		sample = 1
 	}
 	s := float64(sample)
+	if w := r.warm.Load(); w < warmSamples {
+		// The lowest answer of the warm-up: the first calls may pay for
+		// opening connections.
+		if old := math.Float64frombits(r.ewma.Load()); w == 0 || old == 0 || s < old {
+			r.ewma.Store(math.Float64bits(s))
+		}
+		r.lastObs.Store(now)
+		if r.warm.Add(1) >= warmSamples {
+			r.measured.Store(true)
+		}
+		return
+	}
+	old := math.Float64frombits(r.ewma.Load())
+	if pb := r.peak.Load(); pb != 0 && r.peak.CompareAndSwap(pb, 0) {
+		r.measured.Store(true)
+		if s > peakFactor*old {
+			// Confirmed: the lower of the two slow answers.
+			r.ewma.Store(math.Float64bits(min(s, math.Float64frombits(pb))))
+			r.lastObs.Store(now)
+			return
+		}
+	} else if old != 0 && s > peakFactor*old {
+		r.peak.Store(math.Float64bits(s))
+		r.measured.Store(false) // time the next calls
+		return
+	}
+	if !r.measured.Load() && r.peak.Load() == 0 {
+		r.measured.Store(true) // a timed call that retime asked for
+	}
 	for {
 		oldBits := r.ewma.Load()
 		old := math.Float64frombits(oldBits)
 		next := s
-		if old != 0 && s < old {
+		if old != 0 {
 			w := math.Exp(-float64(now-r.lastObs.Load()) / float64(LatencyDecay))
 			if w > 1 {
 				w = 1
 			}
-			if s < old/2 && w > 1-minSampleWeight {
+			if w > 1-minSampleWeight {
 				w = 1 - minSampleWeight
 			}
 			next = old*w + s*(1-w)
 		}
 		if r.ewma.CompareAndSwap(oldBits, math.Float64bits(next)) {
 			r.lastObs.Store(now)
-			if !r.measured.Load() {
-				r.measured.Store(true)
-			}
 			return
 		}
 	}
@@ -265,29 +301,49 @@ func (r *Replica) observe(sample, now int64) {
 
 // observeIdle sets the estimate of a node that no call has been timed on
 // for a while from one sample (a health probe's round trip): nothing
-// fresher says otherwise.
+// fresher says otherwise. The health loop asks it only of a node that has
+// warmed up: a first probe's round trip includes opening a connection,
+// which a read does not pay.
 func (r *Replica) observeIdle(sample, now int64) {
 	r.ewma.Store(math.Float64bits(float64(max(sample, 1))))
 	r.lastObs.Store(now)
-	if !r.measured.Load() {
-		r.measured.Store(true)
+}
+
+// retime has the node's next call timed.
+func (r *Replica) retime() {
+	if r.measured.Load() {
+		r.measured.Store(false)
 	}
 }
 
-// minSampleWeight is the least weight a sample under half the estimate
-// gets, however soon it follows the previous one. Weighting by time alone,
-// a busy node's samples, milliseconds apart, would each weigh almost
-// nothing, and one outlier (a connection's handshake, a pause) would hold
-// its estimate up for seconds while hundreds of fast answers said
-// otherwise. Samples near the estimate keep the time weighting, so the
-// ordinary jitter of equal nodes does not make the estimate twitch.
+// warmSamples is how many calls a node that joins (at New, or back in
+// rotation) has timed, every one of them, before only one call in
+// latencySampleEvery is. The estimate is the lowest of their answers, and
+// until they have answered the latency policy counts the node as new: the
+// first calls on a node open its pool's connections, whose handshake, and
+// the first queries of a new server session (PostgreSQL fills its caches
+// per backend), would otherwise hold the estimate up and keep reads off
+// the node until a sampled call corrected it.
+const warmSamples = 8
+
+// peakFactor: a sample more than this many times the estimate counts only
+// once the next call confirms it (see observe).
+const peakFactor = 2
+
+// minSampleWeight is the least weight a sample gets, however soon it
+// follows the previous one. Weighting by time alone, a busy node's
+// samples, milliseconds apart, would each weigh almost nothing, and one
+// high answer would hold its estimate up for seconds while hundreds of
+// fast answers said otherwise. (The estimate then follows the jitter of a
+// node's answers; LeastLatency chooses with probabilities, so two equal
+// nodes whose estimates twitch still share.)
 const minSampleWeight = 0.2
 
 // latencySampleEvery: one call in this many is timed. Reading the clock
 // twice per call, and writing the shared estimate, would cost more than
 // the rest of the accounting; a sample of the calls keeps the estimate
 // fresh under load, the health probes refresh an idle node's, and the
-// first call to a node without an estimate is always timed.
+// first warmSamples calls to a node are always timed.
 const latencySampleEvery = 64
 
 // begin marks the start of a call on the node; a successful call of kind

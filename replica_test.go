@@ -50,10 +50,16 @@ func TestAccountingAfterFailures(t *testing.T) {
 func TestPeakEWMA(t *testing.T) {
 	r := testReplicas(1)[0]
 	now := monotime()
-	r.observe(int64(time.Millisecond), now)
+	measure(r, int64(time.Millisecond), now)
+	// A slow answer raises the estimate once the next call, timed at
+	// once, confirms it.
 	r.observe(int64(40*time.Millisecond), now+1)
-	if got := r.latencyAt(now + 1); got < float64(39*time.Millisecond) {
-		t.Errorf("a slow sample did not raise the estimate at once: %v", time.Duration(got))
+	if r.measured.Load() {
+		t.Error("after a slow answer the next call is not timed")
+	}
+	r.observe(int64(45*time.Millisecond), now+2)
+	if got := r.latencyAt(now + 2); got < float64(39*time.Millisecond) {
+		t.Errorf("two slow answers did not raise the estimate: %v", time.Duration(got))
 	}
 	// Fast samples bring it down over about LatencyDecay.
 	for i := int64(1); i <= 40; i++ {
@@ -65,13 +71,30 @@ func TestPeakEWMA(t *testing.T) {
 	}
 }
 
+// One slow answer followed by a fast one is noise (a pause, a connection's
+// handshake): the estimate does not move, and sampling resumes.
+func TestPeakEWMAIgnoresALoneOutlier(t *testing.T) {
+	r := testReplicas(1)[0]
+	now := monotime()
+	measure(r, int64(100*time.Microsecond), now)
+	r.observe(int64(5*time.Millisecond), now+1)
+	r.observe(int64(110*time.Microsecond), now+2)
+	if got := r.latencyAt(now + 2); got > float64(120*time.Microsecond) {
+		t.Errorf("a lone 5ms outlier moved a 100µs estimate to %v", time.Duration(got))
+	}
+	if !r.measured.Load() {
+		t.Error("every call still timed after the outlier was dropped")
+	}
+}
+
 // An outlier (a connection's handshake) on a busy node is flushed by the
 // fast answers that follow it within milliseconds, not held for seconds.
 func TestPeakEWMAFlushesOutlier(t *testing.T) {
 	r := testReplicas(1)[0]
 	now := monotime()
-	r.observe(int64(time.Millisecond), now)
+	measure(r, int64(time.Millisecond), now)
 	r.observe(int64(300*time.Millisecond), now+1)
+	r.observe(int64(300*time.Millisecond), now+1) // confirmed
 	for range 30 {
 		now += int64(time.Millisecond)
 		r.observe(int64(time.Millisecond), now)
@@ -79,13 +102,14 @@ func TestPeakEWMAFlushesOutlier(t *testing.T) {
 	if got := r.latencyAt(now); got > float64(2*time.Millisecond) {
 		t.Errorf("estimate %v after 30 fast samples in 30ms following one 300ms outlier", time.Duration(got))
 	}
-	// Jitter near the estimate keeps the time weighting: a sample at 60%
-	// of it, 1ms later, hardly moves it.
+	// A lower sample weighs at least minSampleWeight, however soon it
+	// comes: one at 60% of the estimate, 1ms later, takes a fifth of the
+	// way down.
 	before := r.latencyAt(now)
 	now += int64(time.Millisecond)
 	r.observe(int64(0.6*before), now)
-	if got := r.latencyAt(now); got < 0.99*before {
-		t.Errorf("one near sample moved the estimate from %v to %v", time.Duration(before), time.Duration(got))
+	if got, want := r.latencyAt(now), before*(1-0.4*minSampleWeight); got > want*1.001 || got < 0.6*before {
+		t.Errorf("a sample at 60%% moved the estimate from %v to %v, want about %v", time.Duration(before), time.Duration(got), time.Duration(want))
 	}
 }
 

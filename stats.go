@@ -44,6 +44,13 @@ type Stats struct {
 	SessionPrimaryReads uint64
 	PositionReads       uint64
 	TokensRejected      uint64
+
+	// Schema changes: whether reads are held to replicas that have
+	// replayed a schema change made through this DB (or to the primary),
+	// and how many reads a replica refused for an unknown table or column
+	// of such a change and were re-run on the primary.
+	SchemaFloor  bool
+	SchemaReruns uint64
 }
 
 // NodeStats describes one node. Counters count calls made through the
@@ -107,6 +114,9 @@ func (db *DB) Stats() Stats {
 		SessionPrimaryReads: db.counts.sessionPrimaryReads.Load(),
 		PositionReads:       db.counts.positionReads.Load(),
 		TokensRejected:      db.counts.tokensRejected.Load(),
+
+		SchemaFloor:  db.schemaOpen.Load(),
+		SchemaReruns: db.schema.reruns.Load(),
 	}
 	if e := db.writeBlock.Load(); e != nil {
 		s.WritesRefused = (*e).Error()
@@ -191,6 +201,9 @@ func (s Stats) String() string {
 	if s.SessionReplicaReads+s.SessionPrimaryReads+s.PositionReads+s.TokensRejected > 0 {
 		fmt.Fprintf(&b, "sessions: %d reads on replicas, %d on the primary, %d position reads, %d tokens rejected\n",
 			s.SessionReplicaReads, s.SessionPrimaryReads, s.PositionReads, s.TokensRejected)
+	}
+	if s.SchemaFloor || s.SchemaReruns > 0 {
+		fmt.Fprintf(&b, "schema changes: reads held to replicas that replayed them %v, %d reads re-run on the primary\n", s.SchemaFloor, s.SchemaReruns)
 	}
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tLAG\tREADS\tWRITES\tTX\tERRORS\tRETRIES\tRO-RETRIES\tEJECTED\tIN-FLIGHT\tLATENCY\tOPEN\tIN-USE")

@@ -11,6 +11,8 @@ require (
 	github.com/rs/zerolog v1.28.0
 	github.com/rwsplit/rwsplit v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
+	gorm.io/driver/mysql v1.6.0
+	gorm.io/driver/postgres v1.6.3
 	gorm.io/gorm v1.31.2
 )
 
