@@ -1,7 +1,9 @@
 # rwsplit: `make demo` shows it working on a local cluster, `make test` runs
 # the whole suite (unit, real-server integration, examples build).
 GO      ?= go
-MODULES := . integration examples
+MODULES := . rwsplitpgx rwsplitmysql integration examples
+# Modules whose tests need no server: the core and the driver modules.
+UNIT_MODULES := . rwsplitpgx rwsplitmysql
 TESTFLAGS ?= -race -count=1
 
 .PHONY: deps test vet unit integration examples demo bench fuzz chaos
@@ -13,7 +15,7 @@ vet:
 	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 unit:
-	$(GO) test $(TESTFLAGS) ./...
+	@for m in $(UNIT_MODULES); do echo "go test ($$m)"; (cd $$m && $(GO) test $(TESTFLAGS) ./...) || exit 1; done
 
 # The chaos test runs 30s here (RWSPLIT_CHAOS_DURATION); `make chaos` runs
 # it alone for 60s, verbosely.

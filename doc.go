@@ -72,6 +72,13 @@
 // probes ([WithHysteresis]), ramping up over [WithSlowStart]. New and Open
 // never wait for a node: one that is down joins when it answers.
 //
+// A replica whose probe is unanswered well after the other nodes' probes
+// answered gets no new reads until it answers: a hung host keeps no reads
+// waiting on it. With [WithConnTracker] (which the rwsplitpgx and
+// rwsplitmysql modules' Open set up), the DB closes the connections of a
+// node it takes out of rotation, so calls stuck on a hung host fail at
+// once and reads among them are retried elsewhere.
+//
 // [WithHedging] (off by default) sends a read that a replica leaves
 // unanswered past an adaptive delay to a second replica too; the first
 // answer wins, so a hung replica costs a read that delay rather than the
@@ -168,6 +175,7 @@ package rwsplit
 //	http.go          the session middleware
 //	options.go       Option and the DB-wide settings
 //	stats.go         Stats
+//	conntrack.go     ConnTracker: the nodes' connections, closed when a node leaves rotation
 //	errors.go        errors, and the one place that decides whose fault a failure is
 //	dsn.go           reading DSNs without leaking them
 //	row.go           a *sql.Row that carries an error

@@ -99,18 +99,22 @@ func jitter(d time.Duration) time.Duration {
 // primary's position of this round.
 func (db *DB) probeRound() {
 	results := make([]probeResult, len(db.nodes))
+	w := &probeWatch{db: db, overdue: make([]atomic.Bool, len(db.nodes)), done: make([]atomic.Bool, len(db.nodes))}
 	var wg sync.WaitGroup
 	for i, r := range db.nodes {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
 			defer cancel()
 			start := monotime()
+			watch := time.AfterFunc(db.cfg.suspectAfter(), func() { w.late(i) })
 			res := db.probe(ctx, r.monitor)
+			watch.Stop()
 			res.at = start
 			if res.err != nil && ctx.Err() != nil && db.health.ctx.Err() == nil {
 				res.err = errProbeTimeout
 			}
 			if db.health.ctx.Err() == nil { // closing: the result says nothing about the node
+				w.answered(i, res.err == nil)
 				results[i] = db.applyLiveness(r, res, monotime()-start)
 			}
 		})
@@ -120,6 +124,67 @@ func (db *DB) probeRound() {
 		return
 	}
 	db.applyRound(results)
+}
+
+// probeWatch tells a hung node from a slow machine during a probe round:
+// a node whose probe is still unanswered suspectAfter after it was sent,
+// while another node's probe of the round has answered, is suspect: no new
+// read goes to it until its probe answers. Between a freeze and the
+// ejection that its probes' timeouts bring, this keeps reads off the node.
+// When no probe has answered (the whole machine stalls), nobody is
+// suspected.
+type probeWatch struct {
+	db      *DB
+	mu      sync.Mutex
+	any     bool          // a probe of the round has answered (guarded by mu)
+	overdue []atomic.Bool // the node's probe has outlived suspectAfter
+	done    []atomic.Bool // the node's probe has returned
+}
+
+// late is the timer of node i's probe.
+func (w *probeWatch) late(i int) {
+	w.overdue[i].Store(true)
+	w.mu.Lock()
+	any := w.any
+	w.mu.Unlock()
+	if any && !w.done[i].Load() {
+		w.db.suspect(w.db.nodes[i], true)
+	}
+}
+
+// answered records node i's probe returning, ok if it succeeded.
+func (w *probeWatch) answered(i int, ok bool) {
+	w.done[i].Store(true)
+	r := w.db.nodes[i]
+	if !ok {
+		return
+	}
+	w.db.suspect(r, false)
+	w.mu.Lock()
+	first := !w.any
+	w.any = true
+	w.mu.Unlock()
+	if first {
+		for j := range w.overdue {
+			if w.overdue[j].Load() && !w.done[j].Load() {
+				w.db.suspect(w.db.nodes[j], true)
+			}
+		}
+	}
+}
+
+// suspect marks r as not answering its probe (or clears the mark) and
+// rebuilds the snapshot when that changes.
+func (db *DB) suspect(r *Replica, on bool) {
+	if r.suspect.Swap(on) == on {
+		return
+	}
+	if on {
+		db.cfg.logger.Info("rwsplit: node leaves its probe unanswered while the others answer; no new reads go to it", "node", r.name)
+	} else {
+		db.cfg.logger.Info("rwsplit: node answers its probe again", "node", r.name)
+	}
+	db.rebuild()
 }
 
 // applyRound applies a round's results, each already passed through
@@ -167,7 +232,11 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
 			r.okStreak.Store(0)
 			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
-				db.setHealthy(r, false, res.err)
+				if r.healthy.Load() {
+					db.setHealthy(r, false, res.err)
+				} else {
+					db.abortConns(r)
+				}
 			}
 			return res
 		}
@@ -295,6 +364,34 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 		db.cfg.logger.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
 	}
 	db.rebuild()
+	if !up {
+		db.abortConns(r)
+	}
+}
+
+// abortConns closes the tracked connections of r, a node out of rotation
+// (see WithConnTracker): calls stuck on it fail now, as connection errors;
+// reads among them are retried elsewhere, writes fail. The health loop
+// calls it again at every failed probe while the node stays down, for the
+// connections opened since (database/sql opens one to retry a statement
+// the driver had not sent, and it hangs in its handshake on a hung host).
+func (db *DB) abortConns(r *Replica) {
+	if db.cfg.tracker == nil {
+		return
+	}
+	if n := db.cfg.tracker.abort(db.nodeIndex(r)); n > 0 {
+		db.cfg.logger.Info("rwsplit: closed the connections of a node out of rotation", "node", r.name, "connections", n)
+	}
+}
+
+// nodeIndex returns r's index in db.nodes (the order given to New).
+func (db *DB) nodeIndex(r *Replica) int {
+	for i, x := range db.nodes {
+		if x == r {
+			return i
+		}
+	}
+	return -1
 }
 
 // nodeFailed records a connection-level failure of real traffic; enough
@@ -353,7 +450,7 @@ func (db *DB) setTracking(eligible []*Replica) {
 
 // eligible reports whether reads may go to r.
 func (db *DB) eligible(r *Replica) bool {
-	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() {
+	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() || r.suspect.Load() {
 		return false
 	}
 	if db.cfg.maxLag > 0 {

@@ -41,6 +41,8 @@ type config struct {
 	primaryWait   time.Duration // how long a write waits for a primary; 0 fails at once
 
 	auto *AutoFailover // automatic promotion; nil: off
+
+	tracker *ConnTracker // the nodes' connections, closed on ejection; nil: none
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -287,6 +289,13 @@ func (c *config) validate(nodes int, addrs []string) error {
 		}
 	}
 	return nil
+}
+
+// suspectAfter is how long a probe may go unanswered, while another node's
+// has answered, before its node gets no new reads: half the interval, at
+// least 100ms, at most half the probe timeout.
+func (c *config) suspectAfter() time.Duration {
+	return min(max(c.interval/2, 100*time.Millisecond), c.timeout()/2)
 }
 
 // fastInterval is the probe cadence while sessions wait for replicas: a

@@ -30,6 +30,7 @@ type Replica struct {
 	healthy       atomic.Bool  // in rotation
 	probedPrimary atomic.Bool  // the last probe said the node takes writes
 	fenced        atomic.Bool  // takes writes on an old timeline: never used
+	suspect       atomic.Bool  // its probe is overdue while others answered (see probeWatch)
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
 	trackGlobal atomic.Bool

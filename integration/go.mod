@@ -4,12 +4,18 @@ go 1.25.0
 
 replace github.com/rwsplit/rwsplit => ../
 
+replace github.com/rwsplit/rwsplit/rwsplitpgx => ../rwsplitpgx
+
+replace github.com/rwsplit/rwsplit/rwsplitmysql => ../rwsplitmysql
+
 require (
 	github.com/Shopify/toxiproxy/v2 v2.5.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/rs/zerolog v1.28.0
 	github.com/rwsplit/rwsplit v0.0.0-00010101000000-000000000000
+	github.com/rwsplit/rwsplit/rwsplitmysql v0.0.0-00010101000000-000000000000
+	github.com/rwsplit/rwsplit/rwsplitpgx v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	gorm.io/driver/mysql v1.6.0
 	gorm.io/driver/postgres v1.6.3

@@ -158,6 +158,11 @@ END`)
 	if err := mariaCluster.WaitCaughtUp(ctx, mariaCluster.Primary()); err != nil {
 		t.Fatal(err)
 	}
+	// The schema changes above keep reads on the primary until the probes
+	// see the replicas past them; the refusal under test is a replica's.
+	if _, ok := waitFor(10*time.Second, func() bool { return !db.Stats().SchemaFloor }); !ok {
+		t.Fatalf("schema floor still open:\n%s", db.Stats())
+	}
 	// The replica itself refuses it, as in production.
 	rep, err := sql.Open("mysql", mariaCluster.Replicas()[0].DSN())
 	if err != nil {

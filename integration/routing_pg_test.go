@@ -251,6 +251,11 @@ END $$`)
 	if err := pgCluster.WaitCaughtUp(ctx, pgCluster.Primary()); err != nil {
 		t.Fatal(err)
 	}
+	// The schema changes above keep reads on the primary until the probes
+	// see the replicas past them; the refusal under test is a replica's.
+	if _, ok := waitFor(10*time.Second, func() bool { return !db.Stats().SchemaFloor }); !ok {
+		t.Fatalf("schema floor still open:\n%s", db.Stats())
+	}
 	var before int
 	db.QueryRowContext(rwsplit.WithPrimary(ctx), "SELECT count(*) FROM audit_pg").Scan(&before)
 
