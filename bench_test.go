@@ -147,6 +147,9 @@ func BenchmarkOverhead(b *testing.B) {
 		do   func(querier) error
 		raw  *sql.DB
 	}{{"Query", query, c.db.nodes[1].db}, {"Exec", exec, c.db.nodes[0].db}}
+	for _, n := range []int{2, 4} {
+		b.Run(fmt.Sprintf("Query/parallel/replicas=%d", n), func(b *testing.B) { overheadReplicas(b, n) })
+	}
 	for _, op := range ops {
 		sides := [2]querier{op.raw, c.db}
 		b.Run(op.name+"/serial", func(b *testing.B) { interleave(b, sides, op.do) })
@@ -179,6 +182,90 @@ func BenchmarkOverhead(b *testing.B) {
 			total.report(b, int(goroutines.Load()))
 		})
 	}
+}
+
+// roundRobinRouter is the plain router BenchmarkOverhead compares with
+// when there are several replicas: reads in turn over the replica handles,
+// and nothing else (no classification, health, accounting or fallback),
+// as a few-line read/write splitter does it.
+type roundRobinRouter struct {
+	replicas []*sql.DB
+	primary  *sql.DB
+	next     atomic.Uint64
+}
+
+func (r *roundRobinRouter) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return r.replicas[(r.next.Add(1)-1)%uint64(len(r.replicas))].QueryContext(ctx, query, args...)
+}
+
+func (r *roundRobinRouter) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return r.primary.ExecContext(ctx, query, args...)
+}
+
+// overheadReplicas is BenchmarkOverhead's parallel read with n replicas:
+// raw (the first replica's handle alone), the plain round-robin router
+// over the replicas' handles, and rwsplit with its defaults, switching
+// sides together every overheadPhase. It reports each side's ns/op and
+// rwsplit's against the two others as ratios.
+func overheadReplicas(b *testing.B, n int) {
+	c := newCluster(b, n)
+	var handles []*sql.DB
+	for _, r := range c.db.nodes[1:] {
+		handles = append(handles, r.db)
+	}
+	sides := [3]querier{handles[0], &roundRobinRouter{replicas: handles, primary: c.db.nodes[0].db}, c.db}
+	ctx := context.Background()
+	var mu sync.Mutex
+	var total [3]struct {
+		d time.Duration
+		n int
+	}
+	var goroutines atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		goroutines.Add(1)
+		var t [3]struct {
+			d time.Duration
+			n int
+		}
+		for more := true; more; {
+			start := time.Now()
+			side := int(start.UnixNano()/int64(overheadPhase)) % 3
+			j := 0
+			for ; j < overheadBlock; j++ {
+				if more = pb.Next(); !more {
+					break
+				}
+				rows, err := sides[side].QueryContext(ctx, benchQuery, 1)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				rows.Close()
+			}
+			t[side].d += time.Since(start)
+			t[side].n += j
+		}
+		mu.Lock()
+		for i := range total {
+			total[i].d += t[i].d
+			total[i].n += t[i].n
+		}
+		mu.Unlock()
+	})
+	for i := range total {
+		if total[i].n == 0 {
+			return // too few calls to have run every side
+		}
+	}
+	var per [3]float64
+	for i := range per {
+		per[i] = float64(total[i].d) / float64(total[i].n) / float64(goroutines.Load())
+	}
+	b.ReportMetric(per[0], "raw-ns/op")
+	b.ReportMetric(per[1], "roundrobin-ns/op")
+	b.ReportMetric(per[2], "rwsplit-ns/op")
+	b.ReportMetric(per[2]/per[0], "x-raw")
+	b.ReportMetric(per[2]/per[1], "x-roundrobin")
 }
 
 // interleave runs do on the two sides in alternating blocks of

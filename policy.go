@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
+	"time"
 )
 
 // A Policy decides how reads are spread over the eligible replicas.
@@ -314,11 +315,11 @@ func (p *latencyPicker) Pick(PickInfo) *Replica {
 	if float64(p.rnd.Uint64N(1<<53))*(wa+wb) < wa*(1<<53) { // P(b) = wa / (wa + wb)
 		pick, dearer = b, lb > retimeRatio*la
 	}
-	if dearer {
-		// The node the estimates call slower got the read: time it, so
-		// that a node judged on a stale or unlucky sample is judged
-		// again soon rather than after latencySampleEvery of its few
-		// calls.
+	if dearer && now-pick.lastObs.Load() > int64(retimeAfter) {
+		// The node the estimates call slower got the read, and its
+		// estimate is old: time it, so that a node judged on a stale or
+		// unlucky sample is judged again soon rather than after
+		// latencySampleEvery of its few calls.
 		pick.retime()
 	}
 	return pick
@@ -350,6 +351,10 @@ func (p *p2cPicker) Pick(PickInfo) *Replica {
 	return a
 }
 
-// retimeRatio: a read sent to a node whose latency estimate is this many
-// times the other candidate's is timed.
-const retimeRatio = 1.5
+// retimeRatio and retimeAfter: a read sent to a node whose latency
+// estimate is this many times the other candidate's, and older than this
+// than the other's, is timed.
+const (
+	retimeRatio = 1.5
+	retimeAfter = 20 * time.Millisecond
+)

@@ -229,8 +229,8 @@ func (r *Replica) latencyAt(now int64) float64 {
 		return 0
 	}
 	idle := now - r.lastObs.Load()
-	if idle <= 0 {
-		return est
+	if idle <= int64(LatencyDecay)/256 {
+		return est // decayed by less than 0.4%: not worth an exp
 	}
 	return est * math.Exp(-float64(idle)/float64(LatencyDecay))
 }
