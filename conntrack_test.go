@@ -2,9 +2,14 @@ package rwsplit
 
 import (
 	"context"
+	"database/sql/driver"
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/rwsplit/rwsplit/internal/fakedriver"
 )
 
 // A replica whose probe goes unanswered while the other nodes' probes
@@ -83,5 +88,43 @@ func TestConnTrackerClosesConnectionsOnEjection(t *testing.T) {
 	other.Close()
 	if n := tr.open(0); n != 0 {
 		t.Errorf("%d connections tracked after Close", n)
+	}
+}
+
+func TestOpenTracked(t *testing.T) {
+	servers := map[string]*fakedriver.Server{}
+	connect := func(node int, dsn string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (driver.Connector, string, error) {
+		if strings.Contains(dsn, "bad") {
+			return nil, "", errors.New("cannot parse " + dsn)
+		}
+		s := fakedriver.NewServer(dsn)
+		servers[dsn] = s
+		if dial == nil {
+			t.Errorf("node %d got no dial function", node)
+		}
+		addr, _, _ := strings.Cut(dsn, "/")
+		return s.Connector(), addr, nil
+	}
+	db, err := OpenTracked("10.0.0.1:5432/a", []string{"10.0.0.2:5432/a", "10.0.0.2:5432/b"}, connect, WithDialect("generic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var names []string
+	for _, n := range db.Stats().Nodes {
+		names = append(names, n.Name)
+	}
+	if got := strings.Join(names, " "); got != "10.0.0.1:5432 10.0.0.2:5432 10.0.0.2:5432#2" {
+		t.Errorf("names %q", got)
+	}
+	if db.cfg.tracker == nil {
+		t.Error("no tracker set")
+	}
+	_, err = OpenTracked("10.0.0.1:5432/a", []string{"user:s3cret@bad"}, connect)
+	if err == nil || !strings.Contains(err.Error(), "replica 1") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("bad DSN: %v; want the node named and no DSN", err)
+	}
+	if _, err := OpenTracked("", nil, connect); err == nil {
+		t.Error("empty primary DSN accepted")
 	}
 }

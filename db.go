@@ -191,6 +191,29 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 	return db, nil
 }
 
+// nodeNames names the nodes opened from DSNs by their host:port, addrs,
+// in order: "primary" or "replicaN" where a DSN has none, and a suffix for
+// nodes on one host:port (different databases).
+func nodeNames(addrs []string) []string {
+	names := make([]string, len(addrs))
+	for i, name := range addrs {
+		if name == "" {
+			name = "primary"
+			if i > 0 {
+				name = fmt.Sprintf("replica%d", i)
+			}
+		}
+		for j := 0; j < i; j++ {
+			if names[j] == name {
+				name = fmt.Sprintf("%s#%d", name, i)
+				break
+			}
+		}
+		names[i] = name
+	}
+	return names
+}
+
 func nodeOrdinal(i int) string {
 	if i == 0 {
 		return "the primary"
@@ -251,24 +274,9 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 		} else {
 			addrs = nil
 		}
-		if name == "" {
-			name = "primary"
-			if i > 0 {
-				name = fmt.Sprintf("replica%d", i)
-			}
-		}
 		names = append(names, name)
 	}
-	// Nodes on one host:port (different databases) get a suffix.
-	for i := range names {
-		for j := 0; j < i; j++ {
-			if names[j] == names[i] {
-				names[i] = fmt.Sprintf("%s#%d", names[i], i)
-				break
-			}
-		}
-	}
-	db, err := newDB(op, handles[0], handles[1:], names, addrs, opts)
+	db, err := newDB(op, handles[0], handles[1:], nodeNames(names), addrs, opts)
 	if err != nil {
 		closeAll()
 		return nil, err

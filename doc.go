@@ -175,7 +175,7 @@ package rwsplit
 //	http.go          the session middleware
 //	options.go       Option and the DB-wide settings
 //	stats.go         Stats
-//	conntrack.go     ConnTracker: the nodes' connections, closed when a node leaves rotation
+//	conntrack.go     ConnTracker and OpenTracked: the nodes' connections, closed when a node leaves rotation
 //	errors.go        errors, and the one place that decides whose fault a failure is
 //	dsn.go           reading DSNs without leaking them
 //	row.go           a *sql.Row that carries an error

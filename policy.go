@@ -285,16 +285,10 @@ type latencyPicker struct {
 }
 
 func (p *latencyPicker) Pick(PickInfo) *Replica {
-	n := uint64(len(p.replicas))
-	if n == 1 {
-		return p.replicas[0]
+	a, b := drawTwo(p.replicas, p.rnd)
+	if b == nil {
+		return a
 	}
-	i := p.rnd.Uint64N(n)
-	j := p.rnd.Uint64N(n - 1)
-	if j >= i {
-		j++
-	}
-	a, b := p.replicas[i], p.replicas[j]
 	now := max(a.lastObs.Load(), b.lastObs.Load())
 	la, fa := latencyParts(a, now)
 	lb, fb := latencyParts(b, now)
@@ -325,6 +319,21 @@ func (p *latencyPicker) Pick(PickInfo) *Replica {
 	return pick
 }
 
+// drawTwo returns two distinct replicas drawn at random, or the only one
+// and nil.
+func drawTwo(replicas []*Replica, rnd randSource) (a, b *Replica) {
+	n := uint64(len(replicas))
+	if n == 1 {
+		return replicas[0], nil
+	}
+	i := rnd.Uint64N(n)
+	j := rnd.Uint64N(n - 1)
+	if j >= i {
+		j++
+	}
+	return replicas[i], replicas[j]
+}
+
 // p2cPicker draws two distinct replicas at random and keeps the cheaper;
 // ties go to the first draw, which is itself random.
 type p2cPicker struct {
@@ -334,16 +343,10 @@ type p2cPicker struct {
 }
 
 func (p *p2cPicker) Pick(PickInfo) *Replica {
-	n := uint64(len(p.replicas))
-	if n == 1 {
-		return p.replicas[0]
+	a, b := drawTwo(p.replicas, p.rnd)
+	if b == nil {
+		return a
 	}
-	i := p.rnd.Uint64N(n)
-	j := p.rnd.Uint64N(n - 1)
-	if j >= i {
-		j++
-	}
-	a, b := p.replicas[i], p.replicas[j]
 	now := max(a.lastObs.Load(), b.lastObs.Load())
 	if p.cost(b, now) < p.cost(a, now) {
 		return b
