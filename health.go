@@ -231,7 +231,12 @@ func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult 
 		r.lastErr.Store(errorText(res.err))
 		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
 			r.okStreak.Store(0)
-			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter {
+			// A probe that was overdue while the others answered (see
+			// probeWatch) and then timed out is two signs of a hung host,
+			// not one: out at once, so that the calls stuck on it are
+			// closed and retried well within their callers' deadlines.
+			hung := res.err == errProbeTimeout && r.suspect.Load()
+			if int(r.failStreak.Add(1)) >= db.cfg.ejectAfter || hung {
 				if r.healthy.Load() {
 					db.setHealthy(r, false, res.err)
 				} else {
