@@ -40,7 +40,7 @@ type DB struct {
 	health      health          // the health loop's state (health.go)
 	roles       roleState       // roles, fencing and write outages: written by the health loop and by writes (failover.go)
 	counts      counters        // written by traffic, read by Stats
-	waits       sessionWaits    // session waits: written by session reads and the position pollers (readyourwrites.go)
+	waits       sessionWaits    // session waits: written by session reads and the position pollers (sessionwait.go)
 	schema      schemaState     // the floor of schema changes: written by them and the health loop (schema.go)
 	hedgeTokens hedgeTokens     // traffic (hedge.go)
 	errRows     errRows         // rows that carry a refusal: opened by the first, closed by Close (row.go)
@@ -189,29 +189,6 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 	db.startHealth()
 	db.cfg.logger.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
 	return db, nil
-}
-
-// nodeNames names the nodes opened from DSNs by their host:port, addrs,
-// in order: "primary" or "replicaN" where a DSN has none, and a suffix for
-// nodes on one host:port (different databases).
-func nodeNames(addrs []string) []string {
-	names := make([]string, len(addrs))
-	for i, name := range addrs {
-		if name == "" {
-			name = "primary"
-			if i > 0 {
-				name = fmt.Sprintf("replica%d", i)
-			}
-		}
-		for j := 0; j < i; j++ {
-			if names[j] == name {
-				name = fmt.Sprintf("%s#%d", name, i)
-				break
-			}
-		}
-		names[i] = name
-	}
-	return names
 }
 
 func nodeOrdinal(i int) string {

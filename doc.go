@@ -168,7 +168,8 @@ package rwsplit
 //	schema.go        the floor of reads after a schema change
 //	failover.go      roles, fencing, choosing the writer, write outages
 //	autofailover.go  opt-in promotion
-//	readyourwrites.go Session, pending writes, session routing and waits, RunInTx
+//	readyourwrites.go Session, pending writes, session routing, RunInTx
+//	sessionwait.go   session reads that wait for a replica: position events and pollers
 //	token.go         session tokens and their checks
 //	writeconcern.go  waiting for replicas to apply a write
 //	hedge.go         hedged reads
@@ -177,5 +178,5 @@ package rwsplit
 //	stats.go         Stats
 //	conntrack.go     ConnTracker and OpenTracked: the nodes' connections, closed when a node leaves rotation
 //	errors.go        errors, and the one place that decides whose fault a failure is
-//	dsn.go           reading DSNs without leaking them
+//	dsn.go           reading DSNs without leaking them, and naming nodes after them
 //	row.go           a *sql.Row that carries an error

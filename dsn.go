@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -221,4 +222,27 @@ func checkPostgresDSN(dsn string) error {
 		return errors.New("sslmode is not one of disable, allow, prefer, require, verify-ca, verify-full")
 	}
 	return nil
+}
+
+// nodeNames names the nodes opened from DSNs by their host:port, addrs,
+// in order: "primary" or "replicaN" where a DSN has none, and a suffix for
+// nodes on one host:port (different databases).
+func nodeNames(addrs []string) []string {
+	names := make([]string, len(addrs))
+	for i, name := range addrs {
+		if name == "" {
+			name = "primary"
+			if i > 0 {
+				name = fmt.Sprintf("replica%d", i)
+			}
+		}
+		for j := 0; j < i; j++ {
+			if names[j] == name {
+				name = fmt.Sprintf("%s#%d", name, i)
+				break
+			}
+		}
+		names[i] = name
+	}
+	return names
 }
