@@ -110,47 +110,22 @@ func WithConnTracker(t *ConnTracker) Option {
 // connector around (a [ConnTracker.DialFunc]), and returns the connector
 // with the node's host:port ("" if it has none). The nodes are then put
 // behind one DB as [Open] puts them, named by their addresses, with
-// [WithConnTracker] before opts. This is how the rwsplitpgx and rwsplitmysql modules open a
-// DB; a driver with a dial hook can be used the same way. It does not
+// [WithConnTracker] before opts. This is how the rwsplitpgx and rwsplitmysql
+// modules open a DB; a driver with a dial hook can be used the same way. It does not
 // connect. Errors name the node and never contain a DSN or a password (so
-// connect's error text is not repeated); on error, every handle opened is
-// closed.
+// connect's error text is not repeated); empty and repeated DSNs are
+// errors; on error, every handle opened is closed.
 func OpenTracked(primaryDSN string, replicaDSNs []string,
 	connect func(node int, dsn string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (driver.Connector, string, error),
 	opts ...Option) (*DB, error) {
-	const op = "open"
 	tracker := NewConnTracker()
-	dsns := append([]string{primaryDSN}, replicaDSNs...)
-	handles := make([]*sql.DB, 0, len(dsns))
-	names := make([]string, 0, len(dsns))
-	closeAll := func() {
-		for _, h := range handles {
-			h.Close()
-		}
-	}
-	for i, dsn := range dsns {
-		if dsn == "" {
-			closeAll()
-			return nil, configError(op, "%s DSN is empty", nodeOrdinal(i))
-		}
+	opts = append([]Option{WithConnTracker(tracker)}, opts...)
+	return openNodes(primaryDSN, replicaDSNs, opts, func(i int, dsn string) (*sql.DB, string, error) {
 		conn, addr, err := connect(i, dsn, tracker.DialFunc(i, nil))
 		if err != nil {
-			closeAll()
-			return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: errors.New("malformed DSN")}
+			// The driver's message may repeat the DSN.
+			return nil, "", errors.New("malformed DSN")
 		}
-		handles = append(handles, sql.OpenDB(conn))
-		names = append(names, addr)
-	}
-	addrs := names
-	for _, a := range addrs {
-		if a == "" {
-			addrs = nil // WithAutoFailover then needs its Addrs
-		}
-	}
-	db, err := newDB(op, handles[0], handles[1:], nodeNames(names), addrs, append([]Option{WithConnTracker(tracker)}, opts...))
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	return db, nil
+		return sql.OpenDB(conn), addr, nil
+	})
 }

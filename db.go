@@ -209,14 +209,35 @@ func nodeOrdinal(i int) string {
 // Errors name the node (replica 2, ...) but never contain a DSN or
 // password. On error, every handle Open opened is closed.
 func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (*DB, error) {
-	const op = "open"
 	if driverName == "" {
-		return nil, configError(op, "driver name is empty")
+		return nil, configError("open", "driver name is empty")
 	}
+	return openNodes(primaryDSN, replicaDSNs, opts, func(i int, dsn string) (*sql.DB, string, error) {
+		h, err := sql.Open(driverName, dsn)
+		if err != nil {
+			return nil, "", redact(err, dsn)
+		}
+		if check := driverDialect(h.Driver()).checkDSN; check != nil {
+			if err := check(dsn); err != nil {
+				h.Close()
+				return nil, "", fmt.Errorf("malformed DSN: %w", err)
+			}
+		}
+		return h, dsnAddr(dsn), nil
+	})
+}
+
+// openNodes opens the primary and each replica from its DSN with open,
+// which returns the node's handle and host:port ("" if it has none), or an
+// error that holds no DSN; and puts them behind one DB named by their
+// addresses, the addresses also serving WithAutoFailover. Empty and
+// repeated DSNs are errors; on error, every handle opened is closed.
+func openNodes(primaryDSN string, replicaDSNs []string, opts []Option, open func(i int, dsn string) (*sql.DB, string, error)) (*DB, error) {
+	const op = "open"
 	dsns := append([]string{primaryDSN}, replicaDSNs...)
 	handles := make([]*sql.DB, 0, len(dsns))
 	names := make([]string, 0, len(dsns))
-	addrs := make([]string, 0, len(dsns)) // nil once a DSN has no host:port
+	addrs := make([]string, 0, len(dsns)) // nil once a node has no host:port
 	closeAll := func() {
 		for _, h := range handles {
 			h.Close()
@@ -233,19 +254,12 @@ func Open(driverName, primaryDSN string, replicaDSNs []string, opts ...Option) (
 				return nil, configError(op, "%s DSN is the same as %s DSN", nodeOrdinal(i), nodeOrdinal(j))
 			}
 		}
-		h, err := sql.Open(driverName, dsn)
+		h, name, err := open(i, dsn)
 		if err != nil {
 			closeAll()
-			return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: redact(err, dsn)}
+			return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: err}
 		}
 		handles = append(handles, h)
-		if check := driverDialect(h.Driver()).checkDSN; check != nil {
-			if err := check(dsn); err != nil {
-				closeAll()
-				return nil, &Error{Op: op, Node: nodeOrdinal(i), Err: fmt.Errorf("malformed DSN: %w", err)}
-			}
-		}
-		name := dsnAddr(dsn)
 		if addrs != nil && name != "" {
 			addrs = append(addrs, name)
 		} else {
