@@ -97,8 +97,9 @@
 //
 // # Policies
 //
-// [LeastLatency] (the default) and [LeastInFlight] use the power of two
-// choices over the library's own per-node accounting; [RoundRobin],
+// [LeastLatency] (the default) deals reads in the shares that the power of
+// two choices would give over the library's own per-node accounting, and
+// [LeastInFlight] draws two replicas and keeps the less busy; [RoundRobin],
 // [Random] and [Weighted] need none. A [Policy] of your own builds a
 // [Picker] over a snapshot of the eligible replicas; [Replica] exposes the
 // accounting it may weigh.

@@ -740,10 +740,10 @@ func TestFailedWritesOfEveryKindHurryDiscovery(t *testing.T) {
 
 // Whatever the order in which primary changes and ejections rebuild the
 // snapshot, the nodes whose calls count in the shared in-flight counter
-// are those of the snapshot the load-aware policy picks from: the
-// tracking is set with the snapshot, under the same lock.
+// are those of the snapshot the load-aware policy (LeastInFlight) picks
+// from: the tracking is set with the snapshot, under the same lock.
 func TestTrackingFollowsTheSnapshot(t *testing.T) {
-	c := newRoleCluster(t, "postgres", 3, WithPolicy(LeastLatency()))
+	c := newRoleCluster(t, "postgres", 3, WithPolicy(LeastInFlight()))
 	db := c.db
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

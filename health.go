@@ -434,8 +434,8 @@ func (db *DB) rebuild() {
 }
 
 // setTracking has the nodes of the eligible set count their calls in
-// their shared in-flight counter when the policy's picker reads it (the
-// built-in load-aware policies with two replicas or more to choose from),
+// their shared in-flight counter when the policy's picker reads it on
+// every pick (LeastInFlight with two replicas or more to choose from),
 // and in their shards otherwise.
 func (db *DB) setTracking(eligible []*Replica) {
 	_, reads := db.cfg.policy.(loadAware)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -78,12 +80,12 @@ var (
 	_ Policy = (*leastInFlight)(nil)
 	_ Policy = (*leastLatency)(nil)
 
-	_ picksOnly      = (*roundRobin)(nil)
-	_ picksOnly      = (*randomPolicy)(nil)
-	_ picksOnly      = (*leastInFlight)(nil)
-	_ picksOnly      = (*leastLatency)(nil)
-	_ loadAware      = (*leastInFlight)(nil)
-	_ loadAware      = (*leastLatency)(nil)
+	_ picksOnly = (*roundRobin)(nil)
+	_ picksOnly = (*randomPolicy)(nil)
+	_ picksOnly = (*leastInFlight)(nil)
+	_ picksOnly = (*leastLatency)(nil)
+	_ loadAware = (*leastInFlight)(nil)
+
 	_ replicaWeights = (*weighted)(nil)
 )
 
@@ -235,23 +237,41 @@ func (p *leastInFlight) Build(replicas []*Replica) Picker {
 
 func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load()) }
 
-// LeastLatency returns the default policy: it picks two eligible replicas
-// at random and sends the read to one of them with a probability that
-// falls with its latency estimate to the power 1.5 and with its calls in
-// flight, plus one, cubed (power of two choices on peak EWMA latency).
-// Two idle replicas of about the same speed share reads: estimates 30%
-// apart, as the noise of a loopback round trip makes them, give the slower
-// one 40%, twice the latency 26%. A replica really slower is avoided: ten
-// times the latency gives it 3%, a hundred times 0.1%. Calls in flight
-// weigh more, since they are queueing, not noise: one call more than the
-// other candidate leaves a node 11% of the reads, two 4%; so calls stuck
-// on a hung node keep new reads off it. A node still warming up (its
-// first few calls, see [Replica.Latency]) counts as fast as the other
-// candidate, so a new node gets traffic at once; an idle node's estimate decays against the time
-// of the other candidate's latest answer, so a node once slow is tried
-// again and not starved. Pick reads no clock.
+// LeastLatency returns the default policy. Each replica gets a share of
+// the reads that falls with its latency estimate to the power 1.5 and with
+// its calls queued: the share it would win in power of two choices on
+// peak EWMA latency, where two replicas drawn at random each take the read
+// with a probability inversely proportional to their cost, lat^1.5 ×
+// (queued+1)^3.
 //
-// Always taking the cheaper of the two would send every read of a quiet
+// Estimates within twice the fastest replica's count as equal, as a
+// single answer within twice the estimate counts as jitter (see
+// [Replica.Latency]): two replicas of one speed show estimates 30% apart on
+// loopback, and up to 1.8 times apart when the client's own CPUs are
+// contended, so they share reads evenly. Beyond that the cost grows from
+// the band's edge: three times the latency gives a replica 35% of the reads
+// against one other, ten times 8%, a hundred times 0.3%; so a replica
+// really slower is avoided. Calls queued weigh more, since they are not noise: a replica's
+// calls in flight beyond the least busy one's, less one (with several
+// callers, one call more is only the timing of who asked last), so two
+// calls more than the other leaves a node 11% of the reads, three 4%;
+// calls stuck on a hung node keep new reads off it. A node still warming
+// up (its first few calls, see [Replica.Latency]) counts as fast as the
+// fastest other, so a new node gets traffic at once; an idle node's
+// estimate decays against the time of the latest answer of any replica,
+// so a node once slow is tried again and not starved.
+//
+// The shares are dealt, not drawn: reads go to the replicas in turn, in a
+// low-discrepancy order (the bit-reversed count of reads) that gives each
+// its share over any run of consecutive reads, and the shares are worked
+// out again every 64 reads (more with over eight replicas), never from a
+// clock. Two equal replicas take reads strictly in turn, as RoundRobin
+// would, and so do concurrent callers: each replica's connection pool sees
+// half of them, which is what lets two replicas serve parallel reads
+// faster than one pool. Drawing at random instead sends two concurrent
+// reads to the same pool half the time.
+//
+// Always taking the cheaper replica would send every read of a quiet
 // service to whichever replica answered a little faster once, and leave
 // the other cold.
 func LeastLatency() Policy { return &leastLatency{rnd: runtimeRand{}} }
@@ -260,63 +280,146 @@ type leastLatency struct{ rnd randSource }
 
 func (*leastLatency) String() string       { return "LeastLatency" }
 func (*leastLatency) picksTheOnlyReplica() {}
-func (*leastLatency) readsInFlight()       {}
 
 func (p *leastLatency) Build(replicas []*Replica) Picker {
-	return &latencyPicker{replicas: replicas, rnd: p.rnd}
+	n := len(replicas)
+	pk := &latencyPicker{
+		replicas: replicas,
+		every:    64,
+		bound:    padded(n),
+		lat:      make([]float64, n),
+		inFlight: make([]int64, n),
+	}
+	for pk.every < 8*uint64(n) {
+		pk.every *= 2
+	}
+	// Start at a random count so that many handles built at once do not
+	// deal their first reads alike.
+	pk.turn.Store(p.rnd.Uint64N(1 << 62))
+	if n > 1 {
+		pk.reshare()
+	}
+	return pk
+}
+
+// padded returns n counters with a cache line of padding on either side:
+// every pick reads them, and a small allocation of its own would share its
+// line with whatever else the allocator put there, written by other cores.
+func padded(n int) []atomic.Uint64 {
+	const pad = cacheLine / 8
+	return make([]atomic.Uint64, pad+n+pad)[pad : pad+n]
 }
 
 // latencyParts returns what LeastLatency weighs of a node: its latency
 // estimate in nanoseconds plus one (0 while it warms up, see warmSamples),
-// and its calls in flight plus one.
-func latencyParts(r *Replica, now int64) (lat, load float64) {
-	load = float64(r.inFlight.Load() + 1)
+// and its calls in flight.
+func latencyParts(r *Replica, now int64) (lat float64, inFlight int64) {
+	inFlight = r.InFlight()
 	if r.warm.Load() < warmSamples {
-		return 0, load
+		return 0, inFlight
 	}
-	return r.latencyAt(now) + 1, load
+	return r.latencyAt(now) + 1, inFlight
 }
 
-// latencyPicker draws two distinct replicas at random and keeps each with
-// a probability inversely proportional to lat^1.5 × load^3.
+// latencyPicker deals reads over its replicas by shares that it works out
+// again every `every` reads (a power of two: each aligned run of that many
+// reads then covers the shares evenly).
 type latencyPicker struct {
 	replicas []*Replica
-	rnd      randSource
+	every    uint64
+	_        [cacheLine - 32]byte
+	turn     atomic.Uint64 // written by every pick: alone on its line
+	_        [cacheLine - 8]byte
+	// bound holds the cumulative shares on a 64-bit scale: a read whose
+	// bit-reversed turn is below bound[i], and not below bound[i-1], goes
+	// to replica i. A pick that reads them while they are rewritten may
+	// see old and new bounds mixed, and deal one read a little off.
+	bound []atomic.Uint64
+
+	mu       sync.Mutex // held by reshare, which alone uses the rest
+	lat      []float64
+	inFlight []int64
 }
 
 func (p *latencyPicker) Pick(PickInfo) *Replica {
-	a, b := drawTwo(p.replicas, p.rnd)
-	if b == nil {
-		return a
+	last := len(p.replicas) - 1
+	if last == 0 {
+		return p.replicas[0]
 	}
-	now := max(a.lastObs.Load(), b.lastObs.Load())
-	la, fa := latencyParts(a, now)
-	lb, fb := latencyParts(b, now)
-	// A node warming up counts as fast as the other, whatever its first
-	// answers cost, so that it gets the calls that measure it; its calls
-	// in flight still weigh, so a slow or hung one gets no burst.
-	switch {
-	case la == 0 && lb == 0:
-		la, lb = 1, 1
-	case la == 0:
-		la = lb
-	case lb == 0:
-		lb = la
+	t := p.turn.Add(1)
+	if t%p.every == 0 {
+		p.reshare()
 	}
-	wa := la * math.Sqrt(la) * fa * fa * fa
-	wb := lb * math.Sqrt(lb) * fb * fb * fb
-	pick, dearer := a, la > retimeRatio*lb
-	if float64(p.rnd.Uint64N(1<<53))*(wa+wb) < wa*(1<<53) { // P(b) = wa / (wa + wb)
-		pick, dearer = b, lb > retimeRatio*la
+	u := bits.Reverse64(t)
+	for i := range last {
+		if u < p.bound[i].Load() {
+			return p.replicas[i]
+		}
 	}
-	if dearer && now-pick.lastObs.Load() > int64(retimeAfter) {
-		// The node the estimates call slower got the read, and its
-		// estimate is old: time it, so that a node judged on a stale or
-		// unlucky sample is judged again soon rather than after
-		// latencySampleEvery of its few calls.
-		pick.retime()
+	return p.replicas[last]
+}
+
+// reshare works out the replicas' shares from their costs. A pick that
+// finds another reshare under way keeps dealing by the shares before.
+func (p *latencyPicker) reshare() {
+	if !p.mu.TryLock() {
+		return
 	}
-	return pick
+	defer p.mu.Unlock()
+	var now int64
+	for _, r := range p.replicas {
+		now = max(now, r.lastObs.Load())
+	}
+	fastest, least := 0.0, int64(math.MaxInt64)
+	for i, r := range p.replicas {
+		p.lat[i], p.inFlight[i] = latencyParts(r, now)
+		least = min(least, p.inFlight[i])
+		if p.lat[i] != 0 && (fastest == 0 || p.lat[i] < fastest) {
+			fastest = p.lat[i]
+		}
+	}
+	if fastest == 0 {
+		fastest = 1
+	}
+	// From here on p.lat holds each replica's cost.
+	for i, r := range p.replicas {
+		lat := p.lat[i]
+		if lat == 0 {
+			lat = fastest // warming up: as fast as the fastest
+		}
+		dearer := lat > retimeRatio*fastest
+		// Estimates within the noise band of the fastest count as equal;
+		// beyond it, the cost grows from the band's edge.
+		lat = fastest * max(1, lat/(fastest*latencyNoise))
+		if dearer && now-r.lastObs.Load() > int64(retimeAfter) {
+			// The estimates call this node slower and its estimate is
+			// old: time its next read, so that a node judged on a stale
+			// or unlucky sample is judged again soon rather than after
+			// latencySampleEvery of its few calls.
+			r.retime()
+		}
+		q := float64(max(p.inFlight[i]-least-1, 0) + 1)
+		p.lat[i] = lat * math.Sqrt(lat) * q * q * q
+	}
+	// Replica i's share in power of two choices: the pair {i, j} is drawn
+	// with probability 2/(n(n-1)), and i takes it with probability
+	// cost[j]/(cost[i]+cost[j]).
+	n := len(p.replicas)
+	pair := 2 / float64(n*(n-1))
+	cost := p.lat
+	var cum float64
+	for i := range cost {
+		for j := range cost {
+			if j != i {
+				cum += pair * cost[j] / (cost[i] + cost[j])
+			}
+		}
+		b := uint64(math.MaxUint64)
+		if cum < 1 {
+			b = uint64(cum * (1 << 64))
+		}
+		p.bound[i].Store(b)
+	}
 }
 
 // drawTwo returns two distinct replicas drawn at random, or the only one
@@ -353,6 +456,12 @@ func (p *p2cPicker) Pick(PickInfo) *Replica {
 	}
 	return a
 }
+
+// latencyNoise: latency estimates within this factor of the fastest
+// replica's count as equal under LeastLatency (peakFactor, for one
+// answer against an estimate). Estimates of two equal replicas differ by
+// 30% on loopback, and by up to 1.8 times when the client's CPUs are busy.
+const latencyNoise = peakFactor
 
 // retimeRatio and retimeAfter: a read sent to a node whose latency
 // estimate is this many times the other candidate's, and older than this

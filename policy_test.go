@@ -148,20 +148,22 @@ func TestLeastLatencyPrefersFastNode(t *testing.T) {
 	}
 }
 
-// Two replicas whose estimates differ by noise share reads; one really
-// slower gets few. The share of the dearer node b is ca^1.5/(ca^1.5+cb^1.5)
-// of its pairs, ca and cb the costs.
+// Two replicas whose estimates differ by noise share reads evenly; one
+// really slower gets few. Beyond the noise band (latencyNoise), the share
+// of the dearer node b is ca^1.5/(ca^1.5+cb^1.5), ca the faster's cost and
+// cb the dearer's divided by the band.
 func TestLeastLatencyShares(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		fast, slow time.Duration
 		want       float64 // share of the slower node
 	}{
-		{"30% apart", 264 * time.Microsecond, 344 * time.Microsecond, 0.402},
+		{"30% apart", 264 * time.Microsecond, 344 * time.Microsecond, 0.5},
 		{"equal", 300 * time.Microsecond, 300 * time.Microsecond, 0.5},
-		{"twice", 300 * time.Microsecond, 600 * time.Microsecond, 0.261},
-		{"ten times", 300 * time.Microsecond, 3 * time.Millisecond, 0.0307},
-		{"50ms slower", 300 * time.Microsecond, 50 * time.Millisecond, 0.0005},
+		{"twice", 300 * time.Microsecond, 600 * time.Microsecond, 0.5},
+		{"three times", 300 * time.Microsecond, 900 * time.Microsecond, 0.3525},
+		{"ten times", 300 * time.Microsecond, 3 * time.Millisecond, 0.0821},
+		{"50ms slower", 300 * time.Microsecond, 50 * time.Millisecond, 0.0013},
 	} {
 		rs := testReplicas(2)
 		now := monotime()
@@ -176,12 +178,13 @@ func TestLeastLatencyShares(t *testing.T) {
 	}
 }
 
-// Calls in flight weigh more than latency noise: they are queueing.
+// Calls queued weigh more than latency noise. One call more in flight
+// than the other node is only who asked last, and weighs nothing.
 func TestLeastLatencyWeighsCallsInFlight(t *testing.T) {
 	for _, tc := range []struct {
 		busier int64
 		want   float64 // share of the node with busier calls more in flight
-	}{{1, 1.0 / 9}, {2, 1.0 / 28}} {
+	}{{1, 0.5}, {2, 1.0 / 9}, {3, 1.0 / 28}} {
 		rs := testReplicas(2)
 		now := monotime()
 		measure(rs[0], int64(300*time.Microsecond), now)
@@ -192,6 +195,28 @@ func TestLeastLatencyWeighsCallsInFlight(t *testing.T) {
 		got := float64(countPicks(p, rs, picks)[rs[1]]) / picks
 		if d := got - tc.want; d > 0.01 || d < -0.01 {
 			t.Errorf("%d more in flight: share %.4f, want %.4f ±0.01", tc.busier, got, tc.want)
+		}
+	}
+}
+
+// Replicas of one speed take reads strictly in turn, one caller or many:
+// LeastLatency deals its shares rather than drawing them.
+func TestLeastLatencyDealsInTurn(t *testing.T) {
+	for _, n := range []int{2, 4} {
+		rs := testReplicas(n)
+		now := monotime()
+		for _, r := range rs {
+			measure(r, int64(300*time.Microsecond), now)
+		}
+		p := (&leastLatency{rnd: seeded()}).Build(rs)
+		for run := range 100 {
+			seen := map[*Replica]bool{}
+			for range n {
+				seen[p.Pick(PickInfo{})] = true
+			}
+			if len(seen) != n {
+				t.Fatalf("%d replicas: run %d of %d consecutive reads went to %d of them", n, run, n, len(seen))
+			}
 		}
 	}
 }

@@ -336,8 +336,8 @@ const peakFactor = 2
 // samples, milliseconds apart, would each weigh almost nothing, and one
 // high answer would hold its estimate up for seconds while hundreds of
 // fast answers said otherwise. (The estimate then follows the jitter of a
-// node's answers; LeastLatency chooses with probabilities, so two equal
-// nodes whose estimates twitch still share.)
+// node's answers; LeastLatency counts estimates within twice each other
+// as equal, so two equal nodes whose estimates twitch still share.)
 const minSampleWeight = 0.2
 
 // latencySampleEvery: one call in this many is timed. Reading the clock
