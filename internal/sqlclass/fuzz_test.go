@@ -38,6 +38,16 @@ func FuzzClassify(f *testing.F) {
 		if g != (p && m) {
 			t.Fatalf("%q: Generic %v, Postgres %v, MySQL %v", q, g, p, m)
 		}
+		// A read never pins a connection, and Generic pins whenever
+		// either dialect would.
+		for _, d := range []Dialect{Postgres, MySQL} {
+			if IsRead(d, q) && ChangesSession(d, q) {
+				t.Fatalf("%s read %q changes the session", d, q)
+			}
+		}
+		if sp, sm := ChangesSession(Postgres, q), ChangesSession(MySQL, q); (sp || sm) && !ChangesSession(Generic, q) {
+			t.Fatalf("%q: Postgres %v, MySQL %v, Generic false", q, sp, sm)
+		}
 		if p {
 			if v := oracleAll(q, false); v != "" {
 				t.Fatalf("Postgres read %q: %s", q, v)
