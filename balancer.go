@@ -370,13 +370,51 @@ func (rt route) hedgeable() bool {
 	return rt.read && !rt.fallback && !rt.constrained() && rt.r.Role() == RoleReplica
 }
 
-// read runs a statement on the read path, for QueryRowContext when wantRow
+// queryOn runs a query on node r: the statement prep prepared there when
+// prep is set, the text query otherwise. With wantRow it returns the row
+// and its error, else the rows.
+func queryOn(ctx context.Context, r *Replica, query string, prep *sharedStmt, args []any, wantRow bool) (*sql.Rows, *sql.Row, error) {
+	if prep != nil {
+		st, err := prep.on(ctx, r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if wantRow {
+			row := st.QueryRowContext(ctx, args...)
+			return nil, row, row.Err()
+		}
+		rows, err := st.QueryContext(ctx, args...)
+		return rows, nil, err
+	}
+	if wantRow {
+		row := r.db.QueryRowContext(ctx, query, args...)
+		return nil, row, row.Err()
+	}
+	rows, err := r.db.QueryContext(ctx, query, args...)
+	return rows, nil, err
+}
+
+// execOn runs a statement on node r: the statement prep prepared there
+// when prep is set, the text query otherwise.
+func execOn(ctx context.Context, r *Replica, query string, prep *sharedStmt, args []any) (sql.Result, error) {
+	if prep != nil {
+		st, err := prep.on(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return st.ExecContext(ctx, args...)
+	}
+	return r.db.ExecContext(ctx, query, args...)
+}
+
+// read runs a statement on the read path (its text query, or the
+// prepared statement prep when set), for QueryRowContext when wantRow
 // is set and QueryContext otherwise: it routes it, hedges it when hedging
 // is on, and runs it on another node after a failure that allows it (see
 // retryRoute). It returns the rows, or the row, of the node that answered;
 // when the read fails, the error and (for wantRow) the row that carries it,
 // or no row when the read was refused before it was sent.
-func (db *DB) read(ctx context.Context, query string, args []any, wantRow bool) (*sql.Rows, *sql.Row, error) {
+func (db *DB) read(ctx context.Context, query string, prep *sharedStmt, args []any, wantRow bool) (*sql.Rows, *sql.Row, error) {
 	rt, err := db.routeRead(ctx, query)
 	if err != nil {
 		return nil, nil, db.refused(err)
@@ -388,18 +426,13 @@ func (db *DB) read(ctx context.Context, query string, args []any, wantRow bool) 
 		var row *sql.Row
 		var err error
 		if db.cfg.hedging != nil && rt.hedgeable() {
-			a := db.hedgedRead(ctx, rt, query, args, wantRow, &tried)
+			a := db.hedgedRead(ctx, rt, query, prep, args, wantRow, &tried)
 			if rows, row, err, rt.r = a.rows, a.row, a.err, a.r; err == nil {
 				rt.r.count(shardOf(), true)
 			}
 		} else {
 			c := rt.r.begin(rt.kind())
-			if wantRow {
-				row = rt.r.db.QueryRowContext(ctx, query, args...)
-				err = row.Err()
-			} else {
-				rows, err = rt.r.db.QueryContext(ctx, query, args...)
-			}
+			rows, row, err = queryOn(ctx, rt.r, query, prep, args, wantRow)
 			rt.r.end(ctx, c, err)
 		}
 		db.done(rt)

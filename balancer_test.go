@@ -118,8 +118,16 @@ func TestRoutingExecPrepareConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	var node string
+	if err := stmt.QueryRow().Scan(&node); err != nil || node == "p" {
+		t.Errorf("prepared read ran on %q (%v), want a replica", node, err)
+	}
+	stmt.Close()
+	stmt, err = c.db.PrepareContext(ctx, "INSERT INTO t VALUES (1) RETURNING node")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := stmt.QueryRow().Scan(&node); err != nil || node != "p" {
-		t.Errorf("prepared statement ran on %q (%v), want p", node, err)
+		t.Errorf("prepared write ran on %q (%v), want p", node, err)
 	}
 	stmt.Close()
 

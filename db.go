@@ -45,6 +45,7 @@ type DB struct {
 	hedgeTokens hedgeTokens     // traffic (hedge.go)
 	errRows     errRows         // rows that carry a refusal: opened by the first, closed by Close (row.go)
 	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
+	routing     routing         // the routing *sql.DB and the statements prepared on nodes (connector.go)
 
 	closeMu sync.Mutex // serialises Close
 }
@@ -166,7 +167,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		db.auto = &autoFailover{cfg: *cfg.auto}
 	}
 	for i, h := range handles {
-		r := &Replica{name: names[i], db: h, monitor: h, owner: db, weight: 1}
+		r := &Replica{name: names[i], db: h, monitor: h, owner: db, weight: 1, index: i}
 		r.healthy.Store(true) // until a probe says otherwise: New does not wait
 		r.lag.Store(lagUnknown)
 		if cfg.monitors != nil {
@@ -181,6 +182,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		db.nodes = append(db.nodes, r)
 	}
 	db.classes.init()
+	db.routing.connector = &connector{db: db}
 	db.positions.d.Store(d)
 	db.positions.known.Store(!d.askFlavor || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
@@ -295,7 +297,7 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	rows, _, err := db.read(ctx, query, args, false)
+	rows, _, err := db.read(ctx, query, nil, args, false)
 	return rows, err
 }
 
@@ -306,7 +308,7 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	if db.closed.Load() {
 		return errRow(ErrClosed)
 	}
-	_, row, err := db.read(ctx, query, args, true)
+	_, row, err := db.read(ctx, query, nil, args, true)
 	if row == nil {
 		return db.errRow(err)
 	}
@@ -316,6 +318,12 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 // ExecContext runs a statement on the primary. It is never retried on
 // another node.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.exec(ctx, query, nil, args)
+}
+
+// exec runs a statement on the primary: its text query, or the prepared
+// statement prep when set.
+func (db *DB) exec(ctx context.Context, query string, prep *sharedStmt, args []any) (sql.Result, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -334,7 +342,7 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 		db.schemaBegin()
 	}
 	c := r.begin(callWrite)
-	res, err := r.db.ExecContext(ctx, query, args...)
+	res, err := execOn(ctx, r, query, prep, args)
 	r.end(ctx, c, err)
 	if ddl {
 		db.schemaEnd(ctx)
@@ -350,43 +358,49 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	return res, nil
 }
 
-// PrepareContext prepares a statement on the primary; the returned
-// *sql.Stmt runs there, reads included.
+// PrepareContext returns a statement of the DB's routing *sql.DB (see
+// [DB.Connector]), prepared on no node yet: each execution is routed as
+// the same statement sent as text would be, a pure read to a replica
+// chosen at that moment and anything else to the primary, and runs there
+// as a statement prepared on that node on its first use, shared by every
+// execution. An error in the statement is therefore reported by its first
+// execution, not by PrepareContext. Inside a transaction or on a
+// connection from [DB.BeginTx] or [DB.Conn], tx.StmtContext(ctx, stmt) and
+// conn's statements run on their node. After [DB.Close] its executions
+// fail with database/sql's error for a closed database.
 func (db *DB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	if db.closed.Load() {
-		return nil, ErrClosed
-	}
-	p, err := db.writer(ctx)
+	r, err := db.routerDB()
 	if err != nil {
 		return nil, err
 	}
-	if o := optionsOf(ctx); o != nil && o.session != nil {
-		o.session.beginPending(db, ctx)
-	}
-	stmt, err := p.db.PrepareContext(ctx, query)
-	if err != nil {
-		db.writeFailed(ctx, err)
-	}
-	return stmt, db.closedErr(err)
+	return r.PrepareContext(ctx, query)
 }
 
-// BeginTx starts a transaction. A read-only transaction (opts.ReadOnly)
-// runs on a replica chosen by the policy, unless its isolation level is
-// sql.LevelSerializable (a PostgreSQL hot standby refuses serializable
-// transactions), ctx comes from [WithPrimary], or no replica is eligible;
-// every other transaction runs on the primary. A read-only transaction
-// that cannot begin because its node fails is begun on another; once
-// begun, a transaction never changes node.
+// BeginTx starts a transaction, a *sql.Tx of the DB's routing *sql.DB (see
+// [DB.Connector]) held on one node connection. A read-only transaction
+// (opts.ReadOnly) runs on a replica chosen by the policy, unless its
+// isolation level is sql.LevelSerializable (a PostgreSQL hot standby
+// refuses serializable transactions), ctx comes from [WithPrimary], or no
+// replica is eligible; every other transaction runs on the primary. A
+// read-only transaction that cannot begin because its node fails is begun
+// on another; once begun, a transaction never changes node. Statements
+// from [DB.PrepareContext] run in it through tx.StmtContext.
 func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
-	return db.beginTx(ctx, opts, true)
+	r, err := db.routerDB()
+	if err != nil {
+		return nil, err
+	}
+	return r.BeginTx(ctx, opts)
 }
 
-// beginTx begins a transaction; pending says whether a read-write one
-// leaves the session of ctx pending ([DB.RunInTx] records its commit
-// itself).
-func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*sql.Tx, error) {
+// beginRoute chooses the node of a transaction by the rules of
+// [DB.BeginTx] and calls begin there, again on another node when begin
+// fails there in a way that allows it (a read-only transaction on a failed
+// replica); pending says whether a read-write transaction leaves the
+// session of ctx pending ([DB.RunInTx] records its commit itself).
+func (db *DB) beginRoute(ctx context.Context, opts *sql.TxOptions, pending bool, begin func(r *Replica) error) error {
 	if db.closed.Load() {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	var rt route
 	o := optionsOf(ctx)
@@ -403,12 +417,12 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 			rt, err = db.routeReplica(ctx, "", nil)
 		}
 		if err != nil {
-			return nil, db.refused(err)
+			return db.refused(err)
 		}
 	} else {
 		p, err := db.writer(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rt = route{r: p}
 		if pending && o != nil && o.session != nil {
@@ -419,42 +433,46 @@ func (db *DB) beginTx(ctx context.Context, opts *sql.TxOptions, pending bool) (*
 	for {
 		db.sent(rt)
 		start := rt.r.begin(callOther)
-		tx, err := rt.r.db.BeginTx(ctx, opts)
+		err := begin(rt.r)
 		rt.r.end(ctx, start, err)
 		db.done(rt)
 		if err == nil {
 			rt.r.transactions.Add(1)
 			noteRead(ctx, rt)
-			return tx, nil
+			return nil
 		}
 		next, ok := db.retryRoute(ctx, rt, err, "", &tried)
 		if !ok {
 			if !rt.read {
 				db.writeFailed(ctx, err)
 			}
-			return nil, db.closedErr(err)
+			return db.closedErr(err)
 		}
 		rt = next
 	}
 }
 
-// Conn returns a single connection to the primary.
+// Conn returns a connection of the DB's routing *sql.DB (see
+// [DB.Connector]) held on one connection to the primary: every statement
+// on it runs there, as on a *sql.Conn of the primary's own *sql.DB.
+// Statements from [DB.PrepareContext] run on it through its own
+// PrepareContext. Closing it returns the primary's connection to its pool,
+// or closes it if a statement left session state on it.
 func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) {
-	if db.closed.Load() {
-		return nil, ErrClosed
-	}
-	p, err := db.writer(ctx)
+	r, err := db.routerDB()
 	if err != nil {
 		return nil, err
 	}
-	if o := optionsOf(ctx); o != nil && o.session != nil {
-		o.session.beginPending(db, ctx)
-	}
-	c, err := p.db.Conn(ctx)
+	c, err := r.Conn(ctx)
 	if err != nil {
-		db.writeFailed(ctx, err)
+		return nil, db.closedErr(err)
 	}
-	return c, db.closedErr(err)
+	err = c.Raw(func(dc any) error { return dc.(*routingConn).pinPrimary(ctx) })
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // PingContext pings every node concurrently and returns nil if all
@@ -554,6 +572,9 @@ func (db *DB) Close() error {
 	db.stopHealth()
 	db.errRows.close() // closing a handle that never connected cannot fail
 	var errs []error
+	if err := db.closeRouter(); err != nil {
+		errs = append(errs, &Error{Op: "close", Err: err})
+	}
 	for _, r := range db.nodes {
 		if err := r.db.Close(); err != nil {
 			errs = append(errs, &Error{Op: "close", Node: r.name, Err: err})

@@ -149,6 +149,7 @@ type hedged struct {
 	db      *DB
 	ctx     context.Context
 	query   string
+	prep    *sharedStmt
 	args    []any
 	wantRow bool
 
@@ -337,18 +338,13 @@ func (h *hedged) launch(rt route, wg *sync.WaitGroup, failed chan<- struct{}) bo
 }
 
 func (h *hedged) call(ctx context.Context, a *attempt) {
-	if h.wantRow {
-		a.row = a.r.db.QueryRowContext(ctx, h.query, h.args...)
-		a.err = a.row.Err()
-		return
-	}
-	a.rows, a.err = a.r.db.QueryContext(ctx, h.query, h.args...)
+	a.rows, a.row, a.err = queryOn(ctx, a.r, h.query, h.prep, h.args, h.wantRow)
 }
 
 // hedgedRead runs a read with hedging and returns the attempt whose answer
 // counts; every replica it sent the read to is added to tried.
-func (db *DB) hedgedRead(ctx context.Context, rt route, query string, args []any, wantRow bool, tried *triedNodes) *attempt {
-	h := &hedged{db: db, ctx: ctx, query: query, args: args, wantRow: wantRow}
+func (db *DB) hedgedRead(ctx context.Context, rt route, query string, prep *sharedStmt, args []any, wantRow bool, tried *triedNodes) *attempt {
+	h := &hedged{db: db, ctx: ctx, query: query, prep: prep, args: args, wantRow: wantRow}
 	a := h.run(rt)
 	if a == h.first {
 		// The read failed everywhere it was sent: a retry goes to a node

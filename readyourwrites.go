@@ -453,7 +453,13 @@ func (db *DB) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx)
 			return err
 		}
 	}
-	tx, err := db.beginTx(ctx, opts, false)
+	router, err := db.routerDB()
+	if err != nil {
+		return err
+	}
+	// The commit's position is recorded below: the transaction leaves the
+	// session of ctx no pending write.
+	tx, err := router.BeginTx(context.WithValue(ctx, recordsCommitKey{}, true), opts)
 	if err != nil {
 		return err
 	}

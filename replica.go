@@ -39,6 +39,7 @@ type Replica struct {
 	name        string
 	monitor     *sql.DB // what the health probes use: db, or a WithMonitor handle
 	weight      int     // from Weighted; 1 otherwise
+	index       int     // in DB.nodes
 
 	// Kept by the health goroutine and the position pollers.
 	okStreak  atomic.Int32                 // consecutive successful probes since the last failure; reset by an ejection
