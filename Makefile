@@ -6,7 +6,7 @@ MODULES := . rwsplitpgx rwsplitmysql integration examples
 UNIT_MODULES := . rwsplitpgx rwsplitmysql
 TESTFLAGS ?= -race -count=1
 
-.PHONY: deps test vet unit integration examples demo bench fuzz chaos
+.PHONY: deps test vet unit integration examples demo bench fuzz chaos generate
 
 deps:
 	@bash scripts/deps.sh
@@ -38,6 +38,13 @@ bench:
 # load), with its report. See BENCHMARKS.md.
 chaos: deps
 	cd integration && $(GO) test -race -count=1 -run TestChaos -v -timeout 10m ./...
+
+# Regenerates the code the integration tests use from sqlc and ent
+# (committed: CI does not run this). sqlc builds from source the first
+# time, about a minute.
+generate:
+	cd integration/sqlc && $(GO) run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1 generate
+	cd integration/entdb && $(GO) generate ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 60s ./internal/sqlclass/

@@ -120,7 +120,7 @@ func pgFrozenReplicaSkipped(t *testing.T, c *testcluster.Cluster) {
 	}
 
 	const readFor = time.Second
-	rd := startReaders(db, pgResilienceQuery, 8)
+	rd := startReaders(pgResilienceQuery, 8, db)
 	defer rd.Stop()
 	time.Sleep(readFor)
 	res := rd.Stop()

@@ -120,10 +120,17 @@ func waitFor(limit time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 }
 
+// reader is what a test reads through: a *rwsplit.DB, or the routing
+// *sql.DB of one (sql.OpenDB(db.Connector())).
+type reader interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // readPort runs a read that returns the serving server's port, alternating
 // between QueryRowContext and QueryContext (both retry paths), under its
 // own deadline.
-func readPort(db *rwsplit.DB, query string, viaQuery bool, deadline time.Duration) (int, error) {
+func readPort(db reader, query string, viaQuery bool, deadline time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	var port int
@@ -165,7 +172,8 @@ func (r *loadResult) String() string {
 
 // runReaders runs workers goroutines that read in a loop until stop is
 // closed, each read under readDeadline, and returns once all have stopped.
-func runReaders(db *rwsplit.DB, query string, workers int, stop <-chan struct{}) *loadResult {
+// Worker w reads through dbs[w % len(dbs)].
+func runReaders(dbs []reader, query string, workers int, stop <-chan struct{}) *loadResult {
 	res := &loadResult{byPort: map[int]int{}}
 	begin := time.Now()
 	var wg sync.WaitGroup
@@ -178,7 +186,7 @@ func runReaders(db *rwsplit.DB, query string, workers int, stop <-chan struct{})
 				default:
 				}
 				start := time.Now()
-				port, err := readPort(db, query, (w+i)%2 == 1, readDeadline)
+				port, err := readPort(dbs[w%len(dbs)], query, (w+i)%2 == 1, readDeadline)
 				took := time.Since(start)
 				res.mu.Lock()
 				res.reads++
@@ -299,9 +307,9 @@ type readers struct {
 	res  *loadResult
 }
 
-func startReaders(db *rwsplit.DB, query string, workers int) *readers {
+func startReaders(query string, workers int, dbs ...reader) *readers {
 	r := &readers{stop: make(chan struct{}), done: make(chan *loadResult, 1)}
-	go func() { r.done <- runReaders(db, query, workers, r.stop) }()
+	go func() { r.done <- runReaders(dbs, query, workers, r.stop) }()
 	return r
 }
 
@@ -316,7 +324,8 @@ func (r *readers) Stop() *loadResult {
 }
 
 // replicaCrashUnderLoad crashes victim (a replica of c) while 8 goroutines
-// read through one handle, each read under its own 2s deadline, and checks
+// read, four through a *rwsplit.DB and four through its routing *sql.DB
+// (DB.Connector), each read under its own 2s deadline, and checks
 // that no read fails (reads in flight on the victim and reads sent to it
 // before it is taken out are retried elsewhere), that the victim is taken
 // out of rotation, and that it comes back once restarted. query returns
@@ -330,9 +339,13 @@ func replicaCrashUnderLoad(t *testing.T, c *testcluster.Cluster, victim *testclu
 		t.Fatalf("Ping: %v", err)
 	}
 
+	routed := sql.OpenDB(db.Connector())
+	defer routed.Close()
+	routed.SetMaxIdleConns(8)
+
 	const loadFor, crashAfter = 3 * time.Second, time.Second
 	begin := time.Now()
-	rd := startReaders(db, query, 8)
+	rd := startReaders(query, 8, db, routed)
 	defer rd.Stop()
 	time.Sleep(crashAfter)
 	crashing := time.Now()
@@ -345,7 +358,7 @@ func replicaCrashUnderLoad(t *testing.T, c *testcluster.Cluster, victim *testclu
 		victim.Name(), time.Since(crashing).Round(time.Millisecond), crashed.Sub(crashing).Round(time.Millisecond))
 	time.Sleep(time.Until(begin.Add(loadFor)))
 	res := rd.Stop()
-	checkNoFailures(t, "8 readers across the crash", res)
+	checkNoFailures(t, "8 readers across the crash (4 through the DB, 4 through its routing *sql.DB)", res)
 	if res.byPort[victim.Port()] == 0 {
 		t.Errorf("the victim served no reads before its crash (%v): the test proves nothing", res.byPort)
 	}

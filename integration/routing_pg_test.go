@@ -202,9 +202,13 @@ func TestPGWithPrimaryAndTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stmt.Close()
+	// A prepared read runs on a replica, as the same read sent as text.
 	var p int
-	if err := stmt.QueryRowContext(ctx).Scan(&p); err != nil || p != primary {
-		t.Errorf("prepared statement on port %d (%v), want the primary", p, err)
+	if err := stmt.QueryRowContext(ctx).Scan(&p); err != nil || p == primary {
+		t.Errorf("prepared read on port %d (%v), want a replica", p, err)
+	}
+	if err := stmt.QueryRowContext(rwsplit.WithPrimary(ctx)).Scan(&p); err != nil || p != primary {
+		t.Errorf("prepared read with WithPrimary on port %d (%v), want the primary", p, err)
 	}
 }
 

@@ -1,0 +1,5 @@
+CREATE TABLE sqlc_authors (
+  id   bigserial PRIMARY KEY,
+  name text NOT NULL,
+  bio  text
+);
