@@ -37,16 +37,28 @@ func (c *classCache) init() {
 
 // isRead returns sqlclass.IsRead(d, query), from the cache when it can.
 func (c *classCache) isRead(d sqlclass.Dialect, query string) bool {
+	return c.get(d, query, sqlclass.IsRead)
+}
+
+// changesSession returns sqlclass.ChangesSession(d, query), from the
+// cache when it can. A cache answers one question: the routing
+// connections keep one of their own for this one.
+func (c *classCache) changesSession(d sqlclass.Dialect, query string) bool {
+	return c.get(d, query, sqlclass.ChangesSession)
+}
+
+// get returns classify(d, query), from the cache when it can.
+func (c *classCache) get(d sqlclass.Dialect, query string, classify func(sqlclass.Dialect, string) bool) bool {
 	h := maphash.String(c.seed, query) | 2 // never 0 or 1: an empty slot matches nothing
 	slot := &c.slots[h>>(64-classCacheBits)]
 	if e := slot.Load(); e|1 == h|1 {
 		return e&1 == 1
 	}
-	read := sqlclass.IsRead(d, query)
+	yes := classify(d, query)
 	e := h &^ 1
-	if read {
+	if yes {
 		e |= 1
 	}
 	slot.Store(e)
-	return read
+	return yes
 }

@@ -38,7 +38,8 @@ type routing struct {
 	mu sync.Mutex
 	db *sql.DB // the DB's own routing *sql.DB, opened on first use (guarded by mu)
 
-	stmts stmtCache // statements prepared on nodes, shared by the routing connections
+	stmts    stmtCache  // statements prepared on nodes, shared by the routing connections
+	sessions classCache // which statements change their session
 }
 
 // recordsCommitKey marks the context of a transaction begun by RunInTx,
@@ -112,6 +113,12 @@ func (db *DB) closeRouter() error {
 	return err
 }
 
+// changesSession reports whether query leaves state on its connection
+// (sqlclass.ChangesSession).
+func (db *DB) changesSession(query string) bool {
+	return db.routing.sessions.changesSession(db.dialect.class, query)
+}
+
 type connector struct{ db *DB }
 
 // Connect returns a routing connection; it does no I/O.
@@ -135,9 +142,10 @@ func (routingDriver) Open(string) (driver.Conn, error) { return nil, errNoDSN }
 // routingConn is one connection of a routing *sql.DB. database/sql uses
 // it from one goroutine at a time.
 type routingConn struct {
-	db  *DB
-	pin *pinned    // the node connection it holds; nil: it routes each statement
-	tx  *routingTx // the transaction under way on pin, if any
+	db   *DB
+	pin  *pinned    // the node connection it holds; nil: it routes each statement
+	tx   *routingTx // the transaction under way on pin, if any
+	args []any      // reused by argsOf
 }
 
 // pinned is a node connection a routing connection holds.
@@ -260,11 +268,10 @@ func (c *routingConn) target() target {
 // connection changes: its session, or the schema. done must be called
 // once it has run.
 func (c *routingConn) pinnedStatement(ctx context.Context, query string) (done func()) {
-	d := c.db.dialect.class
-	if sqlclass.ChangesSession(d, query) {
+	if c.db.changesSession(query) {
 		c.pin.session = true
 	}
-	if !sqlclass.IsSchemaChange(d, query) || c.pin.r.Role() != RolePrimary {
+	if !sqlclass.IsSchemaChange(c.db.dialect.class, query) || c.pin.r.Role() != RolePrimary {
 		return nil
 	}
 	if c.tx != nil {
@@ -276,9 +283,9 @@ func (c *routingConn) pinnedStatement(ctx context.Context, query string) (done f
 }
 
 func (c *routingConn) ExecContext(ctx context.Context, query string, nv []driver.NamedValue) (driver.Result, error) {
-	args := argsOf(nv)
+	args := c.argsOf(nv)
 	if c.pin == nil {
-		if !sqlclass.ChangesSession(c.db.dialect.class, query) {
+		if !c.db.changesSession(query) {
 			return c.db.exec(ctx, query, nil, args)
 		}
 		if err := c.pinTo(ctx, nil); err != nil {
@@ -294,9 +301,9 @@ func (c *routingConn) ExecContext(ctx context.Context, query string, nv []driver
 }
 
 func (c *routingConn) QueryContext(ctx context.Context, query string, nv []driver.NamedValue) (driver.Rows, error) {
-	args := argsOf(nv)
+	args := c.argsOf(nv)
 	if c.pin == nil {
-		if !sqlclass.ChangesSession(c.db.dialect.class, query) {
+		if !c.db.changesSession(query) {
 			rows, _, err := c.db.read(ctx, query, nil, args, false)
 			if err != nil {
 				return nil, err
@@ -465,15 +472,15 @@ func (s *routingStmt) Query(args []driver.Value) (driver.Rows, error) {
 
 func (s *routingStmt) ExecContext(ctx context.Context, nv []driver.NamedValue) (driver.Result, error) {
 	c := s.c
-	if c.pin == nil && !sqlclass.ChangesSession(c.db.dialect.class, s.query) {
-		return c.db.exec(ctx, s.query, s.shared, argsOf(nv))
+	if c.pin == nil && !c.db.changesSession(s.query) {
+		return c.db.exec(ctx, s.query, s.shared, c.argsOf(nv))
 	}
 	st, err := s.pinned(ctx)
 	if err != nil {
 		return nil, err
 	}
 	done := c.pinnedStatement(ctx, s.query)
-	res, err := st.ExecContext(ctx, argsOf(nv)...)
+	res, err := st.ExecContext(ctx, c.argsOf(nv)...)
 	if done != nil {
 		done()
 	}
@@ -482,8 +489,8 @@ func (s *routingStmt) ExecContext(ctx context.Context, nv []driver.NamedValue) (
 
 func (s *routingStmt) QueryContext(ctx context.Context, nv []driver.NamedValue) (driver.Rows, error) {
 	c := s.c
-	if c.pin == nil && !sqlclass.ChangesSession(c.db.dialect.class, s.query) {
-		rows, _, err := c.db.read(ctx, s.query, s.shared, argsOf(nv), false)
+	if c.pin == nil && !c.db.changesSession(s.query) {
+		rows, _, err := c.db.read(ctx, s.query, s.shared, c.argsOf(nv), false)
 		if err != nil {
 			return nil, err
 		}
@@ -494,7 +501,7 @@ func (s *routingStmt) QueryContext(ctx context.Context, nv []driver.NamedValue) 
 		return nil, err
 	}
 	done := c.pinnedStatement(ctx, s.query)
-	rows, err := st.QueryContext(ctx, argsOf(nv)...)
+	rows, err := st.QueryContext(ctx, c.argsOf(nv)...)
 	if done != nil {
 		done()
 	}
@@ -542,11 +549,23 @@ func (s *routingStmt) pinned(ctx context.Context) (*sql.Stmt, error) {
 }
 
 // argsOf turns database/sql's arguments back into what a *sql.DB takes.
-func argsOf(nv []driver.NamedValue) []any {
+// The slice is the connection's own, reused by its next statement: a
+// *sql.DB converts the arguments before its call returns and keeps none.
+// With hedging on, a read's arguments outlive the call (the hedge that
+// lost is still running), so each statement gets its own.
+func (c *routingConn) argsOf(nv []driver.NamedValue) []any {
 	if len(nv) == 0 {
 		return nil
 	}
-	args := make([]any, len(nv))
+	var args []any
+	if c.db.cfg.hedging == nil && len(nv) <= cap(c.args) {
+		args = c.args[:len(nv)]
+	} else {
+		args = make([]any, len(nv))
+		if c.db.cfg.hedging == nil {
+			c.args = args
+		}
+	}
 	for i, v := range nv {
 		if v.Name != "" {
 			args[i] = sql.Named(v.Name, v.Value)
@@ -661,7 +680,16 @@ type routingRows struct {
 	scan  []any          // a capture per column
 	types []*sql.ColumnType
 	ahead bool // HasNextResultSet has moved to the next result set already
+
+	// Room for the captures of a few columns, so that most rows need
+	// no allocation of their own for them.
+	capsBuf [inlineColumns]capture
+	scanBuf [inlineColumns]any
 }
+
+// inlineColumns is how many columns' captures a routingRows holds without
+// allocating.
+const inlineColumns = 8
 
 var (
 	_ driver.RowsNextResultSet              = (*routingRows)(nil)
@@ -672,18 +700,29 @@ var (
 	_ driver.RowsColumnTypePrecisionScale   = (*routingRows)(nil)
 )
 
+// rowsPool recycles routingRows: database/sql calls nothing on them after
+// Close.
+var rowsPool = sync.Pool{New: func() any { return new(routingRows) }}
+
 func newRoutingRows(rows *sql.Rows) (driver.Rows, error) {
 	cols, err := rows.Columns()
 	if err != nil {
 		rows.Close()
 		return nil, err
 	}
-	return &routingRows{rows: rows, cols: cols}, nil
+	r := rowsPool.Get().(*routingRows)
+	r.rows, r.cols = rows, cols
+	return r, nil
 }
 
 func (r *routingRows) Columns() []string { return r.cols }
 
-func (r *routingRows) Close() error { return r.rows.Close() }
+func (r *routingRows) Close() error {
+	err := r.rows.Close()
+	*r = routingRows{}
+	rowsPool.Put(r)
+	return err
+}
 
 // capture is a scan destination that keeps the driver's value as it is.
 type capture struct {
@@ -704,8 +743,12 @@ func (r *routingRows) Next(dest []driver.Value) error {
 		return io.EOF
 	}
 	if len(r.scan) != len(r.cols) {
-		caps := make([]capture, len(r.cols))
-		r.scan = make([]any, len(r.cols))
+		var caps []capture
+		if n := len(r.cols); n <= inlineColumns {
+			caps, r.scan = r.capsBuf[:n], r.scanBuf[:n]
+		} else {
+			caps, r.scan = make([]capture, n), make([]any, n)
+		}
 		for i := range caps {
 			caps[i] = capture{rows: r, i: i}
 			r.scan[i] = &caps[i]

@@ -3,9 +3,12 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rwsplit/rwsplit/internal/fakedriver"
 )
@@ -324,5 +327,152 @@ func TestConnectorPassesArguments(t *testing.T) {
 	}
 	if n := c.primary.Count(fakedriver.Exec); n != 2 {
 		t.Errorf("primary ran %d Execs, want 2", n)
+	}
+}
+
+// stmtQuerier runs a prepared statement as a querier: the query text is
+// the statement's.
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (s stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return s.st.QueryContext(ctx, args...)
+}
+
+func (s stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return s.st.ExecContext(ctx, args...)
+}
+
+// passthrough is the least a routing *sql.DB can be: a driver whose
+// connections send every statement to one node's *sql.DB and hand its rows
+// back as routingRows, with no routing at all. BenchmarkConnector runs it
+// too, as the floor of a second database/sql layer.
+type passthrough struct{ db *sql.DB }
+
+type passthroughConn struct{ db *sql.DB }
+
+func (p passthrough) Connect(context.Context) (driver.Conn, error) { return passthroughConn(p), nil }
+func (p passthrough) Driver() driver.Driver                        { return routingDriver{} }
+func (passthroughConn) Prepare(string) (driver.Stmt, error)        { return nil, errors.New("not here") }
+func (passthroughConn) Close() error                               { return nil }
+func (passthroughConn) Begin() (driver.Tx, error)                  { return nil, errors.New("not here") }
+func (passthroughConn) CheckNamedValue(*driver.NamedValue) error   { return nil }
+
+func plainArgs(nv []driver.NamedValue) []any {
+	args := make([]any, len(nv))
+	for i, v := range nv {
+		args[i] = v.Value
+	}
+	return args
+}
+
+func (p passthroughConn) QueryContext(ctx context.Context, q string, nv []driver.NamedValue) (driver.Rows, error) {
+	rows, err := p.db.QueryContext(ctx, q, plainArgs(nv)...)
+	if err != nil {
+		return nil, err
+	}
+	return newRoutingRows(rows)
+}
+
+func (p passthroughConn) ExecContext(ctx context.Context, q string, nv []driver.NamedValue) (driver.Result, error) {
+	return p.db.ExecContext(ctx, q, plainArgs(nv)...)
+}
+
+// BenchmarkConnector measures the routing *sql.DB (DB.Connector) against
+// the raw *sql.DB of the node it sends the call to (the one replica for a
+// read, the primary for a write), one goroutine alternating between the
+// two in blocks, with a driver that answers at once and one that takes
+// 100µs per call. Prepared compares a statement from DB.PrepareContext
+// with one prepared on the replica's own *sql.DB. It reports each side's
+// ns/op and their ratio; the allocations per call are in the Allocs
+// sub-benchmarks, each side alone, with the passthrough floor beside them.
+func BenchmarkConnector(b *testing.B) {
+	for _, latency := range []time.Duration{0, 100 * time.Microsecond} {
+		c := newCluster(b, 1)
+		c.primary.SetLatency(latency)
+		c.replicas[0].SetLatency(latency)
+		routedDB := sql.OpenDB(c.db.Connector())
+		routedDB.SetMaxIdleConns(8)
+		b.Cleanup(func() { routedDB.Close() })
+		ctx := context.Background()
+		rawStmt, err := c.db.nodes[1].db.PrepareContext(ctx, benchQuery)
+		if err != nil {
+			b.Fatal(err)
+		}
+		routedStmt, err := c.db.PrepareContext(ctx, benchQuery)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { rawStmt.Close(); routedStmt.Close() })
+		query := func(q querier) error {
+			rows, err := q.QueryContext(ctx, benchQuery, 1)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+			}
+			return rows.Close()
+		}
+		exec := func(q querier) error {
+			_, err := q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "a", 1)
+			return err
+		}
+		pass := map[string]*sql.DB{
+			"Query": sql.OpenDB(passthrough{c.db.nodes[1].db}),
+			"Exec":  sql.OpenDB(passthrough{c.db.nodes[0].db}),
+		}
+		for _, p := range pass {
+			b.Cleanup(func() { p.Close() })
+		}
+		sides := map[string][2]querier{
+			"Query":    {c.db.nodes[1].db, routedDB},
+			"Exec":     {c.db.nodes[0].db, routedDB},
+			"Prepared": {stmtQuerier{rawStmt}, stmtQuerier{routedStmt}},
+		}
+		do := map[string]func(querier) error{"Query": query, "Exec": exec, "Prepared": query}
+		for _, op := range []string{"Query", "Exec", "Prepared"} {
+			b.Run(fmt.Sprintf("%s/latency=%v", op, latency), func(b *testing.B) {
+				var t overheadTally
+				s := sides[op]
+				for i := 0; i < b.N; {
+					side := (i / overheadBlock) % 2
+					start := time.Now()
+					j := 0
+					for ; j < overheadBlock && i < b.N; j, i = j+1, i+1 {
+						if err := do[op](s[side]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					t.add(side, time.Since(start), j)
+				}
+				if t.n[0] > 0 && t.n[1] > 0 {
+					raw := float64(t.d[0]) / float64(t.n[0])
+					routed := float64(t.d[1]) / float64(t.n[1])
+					b.ReportMetric(raw, "raw-ns/op")
+					b.ReportMetric(routed, "routed-ns/op")
+					b.ReportMetric(routed/raw, "x-raw")
+				}
+			})
+			if latency != 0 {
+				continue
+			}
+			alone := map[string]querier{"raw": sides[op][0], "routed": sides[op][1]}
+			if p := pass[op]; p != nil {
+				alone["passthrough"] = p
+			}
+			for _, side := range []string{"raw", "passthrough", "routed"} {
+				q := alone[side]
+				if q == nil {
+					continue
+				}
+				b.Run(fmt.Sprintf("Allocs/%s/%s", op, side), func(b *testing.B) {
+					b.ReportAllocs()
+					for range b.N {
+						if err := do[op](q); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
 	}
 }

@@ -183,6 +183,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 	}
 	db.classes.init()
 	db.routing.connector = &connector{db: db}
+	db.routing.sessions.init()
 	db.positions.d.Store(d)
 	db.positions.known.Store(!d.askFlavor || cfg.dialect != "")
 	db.primary.Store(db.nodes[0])
