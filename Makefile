@@ -22,8 +22,8 @@ unit:
 integration: deps
 	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -timeout 20m ./...
 
-examples:
-	cd examples && $(GO) build -o /dev/null ./...
+examples: deps
+	cd examples && $(GO) build -o /dev/null ./... && $(GO) run ./orm
 
 test: deps vet unit integration examples
 
