@@ -394,17 +394,13 @@ func queryOn(ctx context.Context, r *Replica, query string, prep *sharedStmt, ar
 	return rows, nil, err
 }
 
-// execOn runs a statement on node r: the statement prep prepared there
-// when prep is set, the text query otherwise.
-func execOn(ctx context.Context, r *Replica, query string, prep *sharedStmt, args []any) (sql.Result, error) {
-	if prep != nil {
-		st, err := prep.on(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		return st.ExecContext(ctx, args...)
+// execOn runs the statement prep, prepared on node r.
+func execOn(ctx context.Context, r *Replica, prep *sharedStmt, args []any) (sql.Result, error) {
+	st, err := prep.on(ctx, r)
+	if err != nil {
+		return nil, err
 	}
-	return r.db.ExecContext(ctx, query, args...)
+	return st.ExecContext(ctx, args...)
 }
 
 // read runs a statement on the read path (its text query, or the
@@ -432,7 +428,15 @@ func (db *DB) read(ctx context.Context, query string, prep *sharedStmt, args []a
 			}
 		} else {
 			c := rt.r.begin(rt.kind())
-			rows, row, err = queryOn(ctx, rt.r, query, prep, args, wantRow)
+			switch {
+			case prep != nil:
+				rows, row, err = queryOn(ctx, rt.r, query, prep, args, wantRow)
+			case wantRow:
+				row = rt.r.db.QueryRowContext(ctx, query, args...)
+				err = row.Err()
+			default:
+				rows, err = rt.r.db.QueryContext(ctx, query, args...)
+			}
 			rt.r.end(ctx, c, err)
 		}
 		db.done(rt)

@@ -343,7 +343,12 @@ func (db *DB) exec(ctx context.Context, query string, prep *sharedStmt, args []a
 		db.schemaBegin()
 	}
 	c := r.begin(callWrite)
-	res, err := execOn(ctx, r, query, prep, args)
+	var res sql.Result
+	if prep != nil {
+		res, err = execOn(ctx, r, prep, args)
+	} else {
+		res, err = r.db.ExecContext(ctx, query, args...)
+	}
 	r.end(ctx, c, err)
 	if ddl {
 		db.schemaEnd(ctx)

@@ -46,15 +46,35 @@
 //  4. [DB.BeginTx] with ReadOnly runs on a replica, except at
 //     sql.LevelSerializable (a hot standby refuses it); every other
 //     transaction, and [DB.Conn], runs on the primary. A transaction never
-//     changes node. [DB.PrepareContext] prepares on the primary, and the
-//     statement runs there.
+//     changes node. A statement from [DB.PrepareContext] is routed at each
+//     execution as the same statement sent as text: a prepared read runs
+//     on a replica, prepared there at its first use.
 //
 // After a schema change (CREATE, ALTER, DROP, TRUNCATE, RENAME, COMMENT,
-// GRANT, REVOKE) made with [DB.ExecContext] or [DB.QueryContext], reads go
-// only to replicas that have replayed it, else to the primary, until every
-// replica has; a read a replica refuses for an unknown table or column of
-// such a change is re-run on the primary. Changes made in a transaction,
-// on a [DB.Conn] or by other processes are not seen.
+// GRANT, REVOKE) made through the DB or its routing *sql.DB, in a
+// transaction or not, reads go only to replicas that have replayed it,
+// else to the primary, until every replica has; a read a replica refuses
+// for an unknown table or column of such a change is re-run on the
+// primary. Changes made by other processes are not seen.
+//
+// # Data libraries
+//
+// Libraries that take an interface (sqlc's DBTX, GORM's ConnPool) take
+// the DB itself. Those that want a *sql.DB (sqlx, bun, ent, goose,
+// golang-migrate) take sql.OpenDB(db.[DB.Connector]()): a *sql.DB whose
+// every statement is routed by the rules above, sharing the DB's nodes,
+// health checks and accounting. Its transactions, and the DB's, hold one
+// node connection until they end. A statement that leaves state on its
+// connection (SET, temporary tables, LISTEN, PREPARE, cursors, advisory
+// and named locks, LOCK TABLES, user variables, USE, anything the
+// classifier cannot read) pins its *sql.Conn to one primary connection,
+// which is closed rather than pooled when the *sql.Conn is released: the
+// state is seen by the statements after it on that *sql.Conn, as on a
+// plain *sql.DB, and by nobody else. A pinned connection costs a primary
+// connection for as long as it lives, and a new one afterwards. Use the
+// Result's LastInsertId rather than SELECT LAST_INSERT_ID() (or currval)
+// on a separate statement outside a transaction: the statement that reads
+// it is pinned, but the INSERT before it was not.
 //
 // A read goes to an eligible replica: up, within [WithMaxReplicationLag],
 // and not claiming to be a primary. With none eligible it goes to the
@@ -181,3 +201,4 @@ package rwsplit
 //	errors.go        errors, and the one place that decides whose fault a failure is
 //	dsn.go           reading DSNs without leaking them, and naming nodes after them
 //	row.go           a *sql.Row that carries an error
+//	connector.go     the routing driver.Connector behind DB.Connector: routing connections, pinned node connections, routed statements

@@ -20,8 +20,14 @@ import (
 // after it replays the change.
 //
 // Seen: schema changes made with ExecContext and QueryContext (and their
-// forms without a context). Not seen: those made in a transaction or on a
-// connection that BeginTx, RunInTx or Conn hand out, and other processes'.
+// forms without a context), prepared statements, and everything on the
+// routing *sql.DB (DB.Connector), whose transactions and connections
+// BeginTx, RunInTx and Conn hand out: in a transaction, reads go to the
+// primary from the change to the transaction's end, and the floor is the
+// primary's position after its commit or rollback; on a connection, the
+// floor is set after the statement. Not seen: other processes' changes,
+// and a transaction begun with BEGIN sent as SQL text on a connection,
+// whose commit the floor may precede.
 
 // schemaState is the floor schema changes set for reads. Writers: the
 // calls that change the schema and the health loop, which clears the

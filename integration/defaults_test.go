@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +40,12 @@ func TestDefaultPolicySpreadsSerialReads(t *testing.T) {
 			if seen[primary] != 0 {
 				t.Errorf("the primary served %d reads", seen[primary])
 			}
+			var shares []string
+			for port, name := range replicas {
+				shares = append(shares, fmt.Sprintf("%s %d", name, seen[port]))
+			}
+			sort.Strings(shares)
+			t.Logf("measured: 200 serial reads: %s", strings.Join(shares, ", "))
 			for port, name := range replicas {
 				if seen[port] < 40 {
 					t.Errorf("replica %s served %d of 200 serial reads, want at least 40 (%v)\n%s", name, seen[port], seen, db.Stats())
