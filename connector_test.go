@@ -476,3 +476,56 @@ func BenchmarkConnector(b *testing.B) {
 		}
 	}
 }
+
+// A schema change in a transaction of the routing *sql.DB keeps reads on
+// the primary from the change until the floor its end sets is passed.
+func TestConnectorTransactionSchemaChange(t *testing.T) {
+	c := newCluster(t, 2, WithDialect("generic"), WithNodeNames("p", "r1", "r2"), WithSessionWindow(time.Minute))
+	ctx := context.Background()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE notes (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if n := node(t, c.db, "SELECT node"); n != "p" {
+		t.Errorf("a read during the migration's transaction ran on %s, want p", n)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.db.Stats().SchemaFloor {
+		t.Error("no schema floor after a transaction that created a table")
+	}
+	if n := node(t, c.db, "SELECT node"); n != "p" {
+		t.Errorf("a read after the migration ran on %s, want p until the replicas have it", n)
+	}
+}
+
+// A transaction whose node dies ends with the driver's error, without a
+// panic; the routing connection is discarded and the DB goes on.
+func TestConnectorTransactionOnDeadNode(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := node(t, tx, "SELECT node"); n != "p" {
+		t.Fatalf("transaction on %s, want p", n)
+	}
+	c.primary.SetDown(true)
+	var n string
+	if err := tx.QueryRowContext(ctx, "SELECT node").Scan(&n); err == nil {
+		t.Error("a read in a transaction on a dead node succeeded")
+	}
+	tx.Rollback()
+	c.primary.SetDown(false)
+	if _, err := c.db.ExecContext(ctx, "UPDATE t SET a = 1"); err != nil {
+		t.Errorf("a write once the primary is back: %v", err)
+	}
+	if n := node(t, c.db, "SELECT node"); n == "p" {
+		t.Errorf("reads after the failed transaction went to the primary")
+	}
+}
