@@ -1,12 +1,18 @@
 # rwsplit: `make demo` shows it working on a local cluster, `make test` runs
 # the whole suite (unit, real-server integration, examples build).
 GO      ?= go
-MODULES := . rwsplitpgx rwsplitmysql integration examples
+MODULES := . rwsplitpgx rwsplitmysql rwsplittest integration examples
 # Modules whose tests need no server: the core and the driver modules.
 UNIT_MODULES := . rwsplitpgx rwsplitmysql
 TESTFLAGS ?= -race -count=1
 
-.PHONY: deps test vet unit integration examples demo bench fuzz chaos generate
+.PHONY: deps test vet unit integration kit examples demo bench fuzz chaos generate
+
+# testcontainers-go, for the test kit's container backend. These machines
+# carry /.dockerenv, so without the override testcontainers-go would reach
+# the ports mapped on 127.0.0.1 through the default gateway; the reaper
+# image cannot be pulled here, and the kit removes what it starts itself.
+KIT_ENV := TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 TESTCONTAINERS_RYUK_DISABLED=true
 
 deps:
 	@bash scripts/deps.sh
@@ -22,12 +28,17 @@ unit:
 integration: deps
 	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -timeout 20m ./...
 
+# The test kit (rwsplittest), on containers and on local binaries.
+kit: deps
+	cd rwsplittest && $(KIT_ENV) $(GO) test $(TESTFLAGS) -timeout 10m ./...
+
 examples: deps
 	cd examples && $(GO) build -o /dev/null ./... && $(GO) run ./orm
 
-test: deps vet unit integration examples
+test: deps vet unit integration kit examples
 
-demo: deps
+demo:
+	@RWSPLIT_NO_DOCKER=1 bash scripts/deps.sh
 	cd examples && $(GO) run ./quickstart
 
 bench:

@@ -1,0 +1,139 @@
+package rwsplittest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/rwsplit/rwsplit/internal/testcluster"
+)
+
+// StartPostgres starts a PostgreSQL primary and its streaming replicas
+// from the server binaries installed on the machine (initdb, postgres,
+// pg_basebackup: Debian's postgresql package, say), as processes on free
+// 127.0.0.1 ports in a temporary directory. When the test runs as root,
+// the servers run as the postgres user.
+func StartPostgres(ctx context.Context, opts ...Option) (*Cluster, error) {
+	return startLocal(ctx, testcluster.Postgres, opts)
+}
+
+// StartMariaDB starts a MariaDB primary and its GTID replicas from the
+// server binaries installed on the machine (mariadbd, mariadb-install-db),
+// as processes on free 127.0.0.1 ports in a temporary directory.
+func StartMariaDB(ctx context.Context, opts ...Option) (*Cluster, error) {
+	return startLocal(ctx, testcluster.MariaDB, opts)
+}
+
+func startLocal(ctx context.Context, kind testcluster.Kind, opts []Option) (*Cluster, error) {
+	cfg := newConfig(opts)
+	if cfg.replicas < 1 {
+		return nil, errors.New("rwsplittest: the local backend needs at least one replica")
+	}
+	if len(cfg.settings) > 0 {
+		return nil, errors.New("rwsplittest: WithSetting is for the container backend")
+	}
+	o := testcluster.Options{Replicas: cfg.replicas, Logf: cfg.logf}
+	if cfg.delay > 0 {
+		for range cfg.replicas {
+			o.ApplyDelay = append(o.ApplyDelay, cfg.delay)
+		}
+	}
+	tc, err := testcluster.Start(ctx, kind, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{be: &local{c: tc, former: map[int]bool{}}, n: cfg.replicas}, nil
+}
+
+// local is the backend of local binaries, over internal/testcluster.
+type local struct {
+	c       *testcluster.Cluster
+	mu      sync.Mutex
+	primary int          // the node that is primary now (guarded by mu)
+	former  map[int]bool // nodes that were primary once and are not now (guarded by mu)
+}
+
+func (l *local) nodeOf(i int) *testcluster.Node { return l.c.Nodes()[i] }
+
+func (l *local) driverName() string                    { return l.c.DriverName() }
+func (l *local) dsn(i int) string                      { return l.nodeOf(i).DSN() }
+func (l *local) crash(_ context.Context, i int) error  { return l.nodeOf(i).Crash() }
+func (l *local) freeze(_ context.Context, i int) error { return l.nodeOf(i).Freeze() }
+func (l *local) thaw(_ context.Context, i int) error   { return l.nodeOf(i).Thaw() }
+func (l *local) close() error                          { return l.c.Close() }
+func (l *local) logs(_ context.Context, i int) (string, error) {
+	b, err := os.ReadFile(l.nodeOf(i).LogPath())
+	return string(b), err
+}
+
+// restart starts node i again; a node that was the primary before a
+// promotion comes back as a fresh replica of the current one (PostgreSQL;
+// on MariaDB it follows the current primary).
+func (l *local) restart(ctx context.Context, i int) error {
+	l.mu.Lock()
+	primary := l.primary
+	l.mu.Unlock()
+	n := l.nodeOf(i)
+	l.mu.Lock()
+	lost := l.former[i]
+	l.mu.Unlock()
+	if i == primary || !lost {
+		return n.Start(ctx)
+	}
+	if l.c.Kind() == testcluster.Postgres {
+		return l.c.Reclone(ctx, n, l.nodeOf(primary))
+	}
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	if _, err := n.Exec(ctx, "SET GLOBAL read_only = 1"); err != nil {
+		return fmt.Errorf("rwsplittest: node %d: %w", i, err)
+	}
+	return l.c.Follow(ctx, n, l.nodeOf(primary))
+}
+
+// promote fences a running old primary (stops it), promotes node i and
+// repoints the other running replicas to it.
+func (l *local) promote(ctx context.Context, i int) error {
+	l.mu.Lock()
+	old := l.primary
+	l.mu.Unlock()
+	if i == old {
+		return nil
+	}
+	if o := l.nodeOf(old); o.Running() {
+		if o.Frozen() {
+			if err := o.Thaw(); err != nil {
+				return err
+			}
+		}
+		if err := o.Stop(); err != nil {
+			return fmt.Errorf("rwsplittest: fencing node %d: %w", old, err)
+		}
+	}
+	n := l.nodeOf(i)
+	if err := n.Promote(ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.primary = i
+	l.former[old] = true
+	delete(l.former, i)
+	l.mu.Unlock()
+	var errs []string
+	for j, r := range l.c.Nodes() {
+		if j == i || j == old || !r.Running() {
+			continue
+		}
+		if err := l.c.Follow(ctx, r, n); err != nil {
+			errs = append(errs, fmt.Sprintf("node %d: %v", j, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("rwsplittest: repointing replicas: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
