@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,10 +191,12 @@ func (c *Cluster) Close() error {
 // (the default) or "local".
 const BackendEnv = "RWSPLITTEST_BACKEND"
 
-// Run starts a PostgreSQL cluster for t on the backend BackendEnv names
-// (containers, from image, by default; "local" for the machine's
-// binaries), registers its Close with t, and logs every node's server log
-// when t fails. It fails t if the cluster cannot start.
+// Run starts a cluster for t on the backend BackendEnv names (containers,
+// from image, by default; "local" for the machine's binaries), registers
+// its Close with t, and logs the end of every node's server log when t
+// fails. The image says which server: a name that starts with "mariadb"
+// is MariaDB, any other PostgreSQL. It fails t if the cluster cannot
+// start.
 func Run(t testing.TB, image string, opts ...Option) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -200,10 +204,15 @@ func Run(t testing.TB, image string, opts ...Option) *Cluster {
 	opts = append([]Option{WithLogf(t.Logf)}, opts...)
 	var c *Cluster
 	var err error
-	switch b := os.Getenv(BackendEnv); b {
-	case "", "containers":
+	maria := strings.HasPrefix(path.Base(image), "mariadb")
+	switch b := os.Getenv(BackendEnv); {
+	case (b == "" || b == "containers") && maria:
+		c, err = RunMariaDB(ctx, image, opts...)
+	case b == "" || b == "containers":
 		c, err = RunPostgres(ctx, image, opts...)
-	case "local":
+	case b == "local" && maria:
+		c, err = StartMariaDB(ctx, opts...)
+	case b == "local":
 		c, err = StartPostgres(ctx, opts...)
 	default:
 		t.Fatalf("rwsplittest: %s=%q: want containers or local", BackendEnv, b)

@@ -24,6 +24,33 @@ import (
 //go:embed postgres.sh
 var postgresScript string
 
+//go:embed mariadb.sh
+var mariadbScript string
+
+// flavor is what differs between the servers in containers.
+type flavor struct {
+	name   string
+	script string // the kit's start script
+	port   string // the server's port in the container
+	driver string // the database/sql driver of the DSNs
+	dsn    func(hostPort int) string
+}
+
+var (
+	postgresFlavor = flavor{
+		name: "PostgreSQL", script: postgresScript, port: "5432/tcp", driver: "pgx",
+		dsn: func(p int) string {
+			return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", AppUser, AppPassword, p, AppUser)
+		},
+	}
+	mariadbFlavor = flavor{
+		name: "MariaDB", script: mariadbScript, port: "3306/tcp", driver: "mysql",
+		dsn: func(p int) string {
+			return fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/%s", AppUser, AppPassword, p, AppUser)
+		},
+	}
+)
+
 // The accounts of a container cluster. The application user owns the
 // database of its name.
 const (
@@ -40,6 +67,23 @@ const (
 // own. Each node's port 5432 is mapped on 127.0.0.1 only, to a port that
 // stays the same across restarts.
 func RunPostgres(ctx context.Context, image string, opts ...Option) (*Cluster, error) {
+	return runContainers(ctx, postgresFlavor, image, opts)
+}
+
+// RunMariaDB starts a MariaDB primary and its replicas, one container each,
+// from image (the official mariadb images, 10.11 and 11, as published: the
+// kit brings its own start script and runs the image's mariadb-install-db),
+// on a Docker network of the cluster's own. Replication uses GTIDs
+// (MASTER_USE_GTID=slave_pos); replicas are read_only with log_bin and
+// log_slave_updates; the application user has no READ_ONLY ADMIN, and the
+// replicas create no accounts (they get the primary's). Each node's port
+// 3306 is mapped on 127.0.0.1 only, to a port that stays the same across
+// restarts. [WithReplicaDelay] is MASTER_DELAY, in whole seconds.
+func RunMariaDB(ctx context.Context, image string, opts ...Option) (*Cluster, error) {
+	return runContainers(ctx, mariadbFlavor, image, opts)
+}
+
+func runContainers(ctx context.Context, fl flavor, image string, opts []Option) (*Cluster, error) {
 	cfg := newConfig(opts)
 	if cfg.replicas < 0 {
 		return nil, errors.New("rwsplittest: WithReplicas: negative")
@@ -54,7 +98,7 @@ func RunPostgres(ctx context.Context, image string, opts ...Option) (*Cluster, e
 		cli.Close()
 		return nil, fmt.Errorf("rwsplittest: network: %w", err)
 	}
-	b := &containers{cli: cli, net: nw, image: image, cfg: cfg, former: map[int]bool{}}
+	b := &containers{fl: fl, cli: cli, net: nw, image: image, cfg: cfg, former: map[int]bool{}}
 	fail := func(err error) (*Cluster, error) {
 		if cerr := b.close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -80,12 +124,13 @@ func RunPostgres(ctx context.Context, image string, opts ...Option) (*Cluster, e
 	if err := errors.Join(errs...); err != nil {
 		return fail(err)
 	}
-	cfg.logf("rwsplittest: PostgreSQL cluster (%s, 1 primary, %d replicas) ready in %v", image, cfg.replicas, time.Since(start).Round(time.Millisecond))
+	cfg.logf("rwsplittest: %s cluster (%s, 1 primary, %d replicas) ready in %v", fl.name, image, cfg.replicas, time.Since(start).Round(time.Millisecond))
 	return &Cluster{be: b, n: cfg.replicas}, nil
 }
 
 // containers is the container backend.
 type containers struct {
+	fl    flavor
 	cli   *testcontainers.DockerClient
 	net   *testcontainers.DockerNetwork
 	image string
@@ -117,6 +162,7 @@ func (b *containers) startNode(ctx context.Context, i int, role string) error {
 	n := b.nodes[i]
 	env := map[string]string{
 		"RWS_ROLE":           role,
+		"RWS_NODE":           strconv.Itoa(i),
 		"RWS_PRIMARY":        b.nodes[0].alias,
 		"RWS_APP_USER":       AppUser,
 		"RWS_APP_PASSWORD":   AppPassword,
@@ -134,13 +180,13 @@ func (b *containers) startNode(ctx context.Context, i int, role string) error {
 		Cmd:        []string{"start"},
 		Env:        env,
 		Files: []testcontainers.ContainerFile{{
-			Reader:            strings.NewReader(postgresScript),
+			Reader:            strings.NewReader(b.fl.script),
 			ContainerFilePath: "/rwsplittest/start.sh",
 			FileMode:          0o755,
 		}},
 		Networks:       []string{b.net.Name},
 		NetworkAliases: map[string][]string{b.net.Name: {n.alias}},
-		ExposedPorts:   []string{"5432/tcp"},
+		ExposedPorts:   []string{b.fl.port},
 		ConfigModifier: func(c *container.Config) {
 			c.Hostname = n.alias
 		},
@@ -148,7 +194,7 @@ func (b *containers) startNode(ctx context.Context, i int, role string) error {
 			// Published on 127.0.0.1 only, on a port of the kit's choosing
 			// that a restart keeps.
 			hc.PortBindings = network.PortMap{
-				network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port}},
+				network.MustParsePort(b.fl.port): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port}},
 			}
 		},
 		WaitingFor: wait.ForExec([]string{"/bin/sh", "/rwsplittest/start.sh", "ready"}).
@@ -165,11 +211,9 @@ func (b *containers) startNode(ctx context.Context, i int, role string) error {
 	return nil
 }
 
-func (b *containers) driverName() string { return "pgx" }
+func (b *containers) driverName() string { return b.fl.driver }
 
-func (b *containers) dsn(i int) string {
-	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", AppUser, AppPassword, b.nodes[i].port, AppUser)
-}
+func (b *containers) dsn(i int) string { return b.fl.dsn(b.nodes[i].port) }
 
 func (b *containers) id(i int) (string, error) {
 	if b.nodes[i].ctr == nil {

@@ -4,11 +4,12 @@
 //
 // Two backends give one [Cluster] type:
 //
-//   - [RunPostgres] starts every node in a container of its own, with
-//     testcontainers-go, on a Docker network of the cluster's own; the
-//     test reaches the nodes through ports mapped on 127.0.0.1. The kit
-//     brings its own start script and runs the servers' own tools found in
-//     the image (initdb, pg_basebackup), so the official postgres images
+//   - [RunPostgres] and [RunMariaDB] start every node in a container of
+//     its own, with testcontainers-go, on a Docker network of the
+//     cluster's own; the test reaches the nodes through ports mapped on
+//     127.0.0.1. The kit brings its own start script and runs the servers'
+//     own tools found in the image (initdb, pg_basebackup,
+//     mariadb-install-db), so the official postgres and mariadb images
 //     work as published.
 //   - [StartPostgres] and [StartMariaDB] start the servers from binaries
 //     installed on the machine, as processes in a temporary directory on

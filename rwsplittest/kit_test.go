@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,9 +19,12 @@ import (
 	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
-// pgImage is the image the container tests run: the official postgres:15
-// where a registry can be reached, or the stand-in `make deps` builds.
-const pgImage = "postgres:15"
+// The images the container tests run: the official ones where a registry
+// can be reached, or the stand-ins `make deps` builds.
+const (
+	pgImage    = "postgres:15"
+	mariaImage = "mariadb:10.11"
+)
 
 func TestMain(m *testing.M) {
 	// On a machine that has /.dockerenv, testcontainers-go reaches mapped
@@ -33,29 +37,69 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// whoami returns a query that names the serving node in both backends.
-const whoami = "SELECT inet_server_addr()::text || ':' || inet_server_port()"
+// server is what the tests ask each kind of server.
+type server struct {
+	name      string
+	whoami    string // names the serving node, in both backends
+	isReplica string // true on a replica
+	delay     time.Duration
+	run       func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error)
+	start     func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error)
+}
 
-func served(t *testing.T, ctx context.Context, q interface {
+var servers = []server{
+	{
+		name:      "postgres",
+		whoami:    "SELECT inet_server_addr()::text || ':' || inet_server_port()",
+		isReplica: "SELECT pg_is_in_recovery()",
+		delay:     300 * time.Millisecond,
+		run: func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
+			return rwsplittest.RunPostgres(ctx, pgImage, opts...)
+		},
+		start: rwsplittest.StartPostgres,
+	},
+	{
+		name:      "mariadb",
+		whoami:    "SELECT CONCAT(@@hostname, ':', @@port, ':', @@server_id)",
+		isReplica: "SELECT @@read_only = 1",
+		delay:     time.Second,
+		run: func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
+			return rwsplittest.RunMariaDB(ctx, mariaImage, opts...)
+		},
+		start: rwsplittest.StartMariaDB,
+	},
+}
+
+func (s server) served(t *testing.T, ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) string {
 	t.Helper()
 	var who string
-	require.NoError(t, q.QueryRowContext(ctx, whoami).Scan(&who))
+	require.NoError(t, q.QueryRowContext(ctx, s.whoami).Scan(&who))
 	return who
 }
 
 // identities returns each node's answer to whoami, asked of the node.
-func identities(t *testing.T, ctx context.Context, c *rwsplittest.Cluster) []string {
+func (s server) identities(t *testing.T, ctx context.Context, c *rwsplittest.Cluster) []string {
 	t.Helper()
 	var ids []string
 	for i := range c.Nodes() {
 		db, err := sql.Open(c.DriverName(), c.DSN(i))
 		require.NoError(t, err)
-		ids = append(ids, served(t, ctx, db))
+		ids = append(ids, s.served(t, ctx, db))
 		db.Close()
 	}
 	return ids
+}
+
+func (s server) replica(t *testing.T, ctx context.Context, c *rwsplittest.Cluster, i int) bool {
+	t.Helper()
+	db, err := sql.Open(c.DriverName(), c.DSN(i))
+	require.NoError(t, err)
+	defer db.Close()
+	var yes bool
+	require.NoError(t, db.QueryRowContext(ctx, s.isReplica).Scan(&yes))
+	return yes
 }
 
 func dockerPS(t *testing.T) string {
@@ -72,137 +116,129 @@ func dockerNetworks(t *testing.T) string {
 	return string(out)
 }
 
-func backends(t *testing.T) map[string]func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
-	return map[string]func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error){
-		"containers": func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
-			return rwsplittest.RunPostgres(ctx, pgImage, opts...)
-		},
-		"local": rwsplittest.StartPostgres,
+func TestCluster(t *testing.T) {
+	for _, srv := range servers {
+		for _, name := range []string{"containers", "local"} {
+			start := srv.run
+			if name == "local" {
+				start = srv.start
+			}
+			t.Run(srv.name+"/"+name, func(t *testing.T) { testCluster(t, srv, name, start) })
+		}
 	}
 }
 
-func TestPostgresCluster(t *testing.T) {
-	for name, start := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-			defer cancel()
-			var before, nets string
-			if name == "containers" {
-				before, nets = dockerPS(t), dockerNetworks(t)
-			}
-			began := time.Now()
-			c, err := start(ctx, rwsplittest.WithReplicaDelay(300*time.Millisecond), rwsplittest.WithLogf(t.Logf))
-			require.NoError(t, err)
-			t.Logf("measured: %s: a primary and 2 replicas ready in %v", name, time.Since(began).Round(10*time.Millisecond))
-			closed := false
-			defer func() {
-				if !closed {
-					c.Close()
-				}
-			}()
-			ids := identities(t, ctx, c)
-			require.Len(t, ids, 3)
-			assert.NotEqual(t, ids[0], ids[1])
-			assert.NotEqual(t, ids[1], ids[2])
+func testCluster(t *testing.T, srv server, name string, start func(context.Context, ...rwsplittest.Option) (*rwsplittest.Cluster, error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var before, nets string
+	if name == "containers" {
+		before, nets = dockerPS(t), dockerNetworks(t)
+	}
+	began := time.Now()
+	c, err := start(ctx, rwsplittest.WithReplicaDelay(srv.delay), rwsplittest.WithLogf(t.Logf))
+	require.NoError(t, err)
+	t.Logf("measured: %s on %s: a primary and 2 replicas ready in %v", srv.name, name, time.Since(began).Round(10*time.Millisecond))
+	closed := false
+	defer func() {
+		if !closed {
+			c.Close()
+		}
+	}()
+	ids := srv.identities(t, ctx, c)
+	require.Len(t, ids, 3)
+	assert.NotEqual(t, ids[0], ids[1])
+	assert.NotEqual(t, ids[1], ids[2])
 
-			db, err := c.Open(rwsplit.WithHealthCheckInterval(200 * time.Millisecond))
-			require.NoError(t, err)
-			defer db.Close()
+	db, err := c.Open(rwsplit.WithHealthCheckInterval(200 * time.Millisecond))
+	require.NoError(t, err)
+	defer db.Close()
 
-			t.Run("ReadsOnReplicas", func(t *testing.T) {
-				for range 10 {
-					assert.Contains(t, ids[1:], served(t, ctx, db))
-				}
-			})
+	t.Run("ReadsOnReplicas", func(t *testing.T) {
+		for range 10 {
+			assert.Contains(t, ids[1:], srv.served(t, ctx, db))
+		}
+	})
 
-			t.Run("LagAndSessions", func(t *testing.T) {
-				_, err := db.ExecContext(ctx, "CREATE TABLE kit_lag (id int)")
-				require.NoError(t, err)
-				require.Eventually(t, func() bool {
-					var n int
-					return db.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag").Scan(&n) == nil && served(t, ctx, db) != ids[0]
-				}, 20*time.Second, 50*time.Millisecond)
-				_, err = db.ExecContext(ctx, "INSERT INTO kit_lag VALUES (1)")
-				require.NoError(t, err)
-				var n int
-				require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag").Scan(&n))
-				assert.Equal(t, 0, n, "a read without a session right after the write sees the replicas' lag")
-				sctx := rwsplit.WithSession(ctx, rwsplit.NewSession())
-				_, err = db.ExecContext(sctx, "INSERT INTO kit_lag VALUES (2)")
-				require.NoError(t, err)
-				require.NoError(t, db.QueryRowContext(sctx, "SELECT count(*) FROM kit_lag WHERE id = 2").Scan(&n))
-				assert.Equal(t, 1, n, "a session reads its own write")
-			})
+	t.Run("LagAndSessions", func(t *testing.T) {
+		_, err := db.ExecContext(ctx, "CREATE TABLE kit_lag (id int)")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			var n int
+			return db.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag").Scan(&n) == nil && srv.served(t, ctx, db) != ids[0]
+		}, 20*time.Second, 50*time.Millisecond)
+		_, err = db.ExecContext(ctx, "INSERT INTO kit_lag VALUES (1)")
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag").Scan(&n))
+		assert.Equal(t, 0, n, "a read without a session right after the write sees the replicas' lag")
+		sctx := rwsplit.WithSession(ctx, rwsplit.NewSession())
+		_, err = db.ExecContext(sctx, "INSERT INTO kit_lag VALUES (2)")
+		require.NoError(t, err)
+		require.NoError(t, db.QueryRowContext(sctx, "SELECT count(*) FROM kit_lag WHERE id = 2").Scan(&n))
+		assert.Equal(t, 1, n, "a session reads its own write")
+	})
 
-			t.Run("FreezeThaw", func(t *testing.T) {
-				require.NoError(t, c.Freeze(ctx, 2))
-				direct, err := sql.Open(c.DriverName(), c.DSN(2))
-				require.NoError(t, err)
-				defer direct.Close()
-				qctx, qcancel := context.WithTimeout(ctx, time.Second)
-				var one int
-				err = direct.QueryRowContext(qctx, "SELECT 1").Scan(&one)
-				qcancel()
-				assert.Error(t, err, "a frozen node answered")
-				for range 10 {
-					assert.Equal(t, ids[1], served(t, ctx, db), "reads while node 2 is frozen")
-				}
-				require.NoError(t, c.Thaw(ctx, 2))
-				require.NoError(t, direct.QueryRowContext(ctx, "SELECT 1").Scan(&one))
-				require.Eventually(t, func() bool { return served(t, ctx, db) == ids[2] }, 20*time.Second, 20*time.Millisecond,
-					"reads reach node 2 again after Thaw")
-			})
+	t.Run("FreezeThaw", func(t *testing.T) {
+		require.NoError(t, c.Freeze(ctx, 2))
+		direct, err := sql.Open(c.DriverName(), c.DSN(2))
+		require.NoError(t, err)
+		defer direct.Close()
+		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		var one int
+		err = direct.QueryRowContext(qctx, "SELECT 1").Scan(&one)
+		qcancel()
+		assert.Error(t, err, "a frozen node answered")
+		for range 10 {
+			assert.Equal(t, ids[1], srv.served(t, ctx, db), "reads while node 2 is frozen")
+		}
+		require.NoError(t, c.Thaw(ctx, 2))
+		require.NoError(t, direct.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+		require.Eventually(t, func() bool { return srv.served(t, ctx, db) == ids[2] }, 20*time.Second, 20*time.Millisecond,
+			"reads reach node 2 again after Thaw")
+	})
 
-			t.Run("CrashRestartReplica", func(t *testing.T) {
-				require.NoError(t, c.Crash(ctx, 1))
-				for range 5 {
-					assert.NotEqual(t, ids[1], served(t, ctx, db), "a read served by the crashed node 1")
-				}
-				require.NoError(t, c.Restart(ctx, 1))
-				direct, err := sql.Open(c.DriverName(), c.DSN(1))
-				require.NoError(t, err)
-				defer direct.Close()
-				var inRecovery bool
-				require.NoError(t, direct.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery))
-				assert.True(t, inRecovery, "node 1 came back as a replica")
-				assert.Equal(t, ids[1], served(t, ctx, direct), "node 1 came back on its address")
-			})
+	t.Run("CrashRestartReplica", func(t *testing.T) {
+		require.NoError(t, c.Crash(ctx, 1))
+		for range 5 {
+			assert.NotEqual(t, ids[1], srv.served(t, ctx, db), "a read served by the crashed node 1")
+		}
+		require.NoError(t, c.Restart(ctx, 1))
+		direct, err := sql.Open(c.DriverName(), c.DSN(1))
+		require.NoError(t, err)
+		defer direct.Close()
+		assert.True(t, srv.replica(t, ctx, c, 1), "node 1 came back as a replica")
+		assert.Equal(t, ids[1], srv.served(t, ctx, direct), "node 1 came back on its address")
+	})
 
-			t.Run("CrashPrimaryPromote", func(t *testing.T) {
-				require.NoError(t, c.Crash(ctx, 0))
-				require.NoError(t, c.Promote(ctx, 1))
-				require.Eventually(t, func() bool {
-					_, err := db.ExecContext(ctx, "INSERT INTO kit_lag VALUES (3)")
-					return err == nil
-				}, 30*time.Second, 100*time.Millisecond, "writes through the same DB after the promotion")
-				var who string
-				require.NoError(t, db.QueryRowContext(rwsplit.WithPrimary(ctx), whoami).Scan(&who))
-				assert.Equal(t, ids[1], who, "the DB writes to the promoted node")
-				direct, err := sql.Open(c.DriverName(), c.DSN(2))
-				require.NoError(t, err)
-				defer direct.Close()
-				require.Eventually(t, func() bool {
-					var n int
-					return direct.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag WHERE id = 3").Scan(&n) == nil && n == 1
-				}, 30*time.Second, 100*time.Millisecond, "node 2 follows the new primary")
-				require.NoError(t, c.Restart(ctx, 0))
-				old, err := sql.Open(c.DriverName(), c.DSN(0))
-				require.NoError(t, err)
-				defer old.Close()
-				var inRecovery bool
-				require.NoError(t, old.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery))
-				assert.True(t, inRecovery, "the old primary came back as a replica")
-			})
+	t.Run("CrashPrimaryPromote", func(t *testing.T) {
+		require.NoError(t, c.Crash(ctx, 0))
+		require.NoError(t, c.Promote(ctx, 1))
+		require.Eventually(t, func() bool {
+			_, err := db.ExecContext(ctx, "INSERT INTO kit_lag VALUES (3)")
+			return err == nil
+		}, 30*time.Second, 100*time.Millisecond, "writes through the same DB after the promotion")
+		var who string
+		require.NoError(t, db.QueryRowContext(rwsplit.WithPrimary(ctx), srv.whoami).Scan(&who))
+		assert.Equal(t, ids[1], who, "the DB writes to the promoted node")
+		direct, err := sql.Open(c.DriverName(), c.DSN(2))
+		require.NoError(t, err)
+		defer direct.Close()
+		require.Eventually(t, func() bool {
+			var n int
+			return direct.QueryRowContext(ctx, "SELECT count(*) FROM kit_lag WHERE id = 3").Scan(&n) == nil && n == 1
+		}, 30*time.Second, 100*time.Millisecond, "node 2 follows the new primary")
+		require.NoError(t, c.Restart(ctx, 0))
+		assert.True(t, srv.replica(t, ctx, c, 0), "the old primary came back as a replica")
+	})
 
-			db.Close()
-			require.NoError(t, c.Close())
-			closed = true
-			require.NoError(t, c.Close(), "Close twice")
-			if name == "containers" {
-				assert.Equal(t, before, dockerPS(t), "docker ps -a after Close")
-				assert.Equal(t, nets, dockerNetworks(t), "docker networks after Close")
-			}
-		})
+	db.Close()
+	require.NoError(t, c.Close())
+	closed = true
+	require.NoError(t, c.Close(), "Close twice")
+	if name == "containers" {
+		assert.Equal(t, before, dockerPS(t), "docker ps -a after Close")
+		assert.Equal(t, nets, dockerNetworks(t), "docker networks after Close")
 	}
 }
 
