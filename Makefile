@@ -34,6 +34,7 @@ kit: deps
 
 examples: deps
 	cd examples && $(GO) build -o /dev/null ./... && $(GO) run ./orm
+	cd examples && $(KIT_ENV) $(GO) test $(TESTFLAGS) ./testing/...
 
 test: deps vet unit integration kit examples
 
