@@ -28,6 +28,7 @@ type Cluster struct {
 type backend interface {
 	driverName() string
 	dsn(node int) string
+	addr(node int) string
 	crash(ctx context.Context, node int) error
 	freeze(ctx context.Context, node int) error
 	thaw(ctx context.Context, node int) error
@@ -103,6 +104,16 @@ func (c *Cluster) DSN(i int) string {
 		return ""
 	}
 	return c.be.dsn(i)
+}
+
+// Addr returns node i's address as the test process reaches it,
+// 127.0.0.1:port: the name a *rwsplit.DB from [Cluster.Open] gives the node
+// in its Stats.
+func (c *Cluster) Addr(i int) string {
+	if c.node(i) != nil {
+		return ""
+	}
+	return c.be.addr(i)
 }
 
 // Open returns a *rwsplit.DB over the cluster: node 0 as the primary,

@@ -215,6 +215,10 @@ func (b *containers) driverName() string { return b.fl.driver }
 
 func (b *containers) dsn(i int) string { return b.fl.dsn(b.nodes[i].port) }
 
+func (b *containers) addr(i int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.nodes[i].port))
+}
+
 func (b *containers) id(i int) (string, error) {
 	if b.nodes[i].ctr == nil {
 		return "", fmt.Errorf("rwsplittest: node %d has no container", i)

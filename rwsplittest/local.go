@@ -60,6 +60,7 @@ func (l *local) nodeOf(i int) *testcluster.Node { return l.c.Nodes()[i] }
 
 func (l *local) driverName() string                    { return l.c.DriverName() }
 func (l *local) dsn(i int) string                      { return l.nodeOf(i).DSN() }
+func (l *local) addr(i int) string                     { return l.nodeOf(i).Addr() }
 func (l *local) crash(_ context.Context, i int) error  { return l.nodeOf(i).Crash() }
 func (l *local) freeze(_ context.Context, i int) error { return l.nodeOf(i).Freeze() }
 func (l *local) thaw(_ context.Context, i int) error   { return l.nodeOf(i).Thaw() }

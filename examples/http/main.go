@@ -37,7 +37,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 const (
@@ -65,10 +65,7 @@ func run(ctx context.Context) error {
 	if primaryDSN == "" {
 		fmt.Printf("Starting a local PostgreSQL primary with 2 streaming replicas, applying %s late...\n", applyDelay)
 		start := time.Now()
-		c, err := testcluster.StartPostgres(ctx, testcluster.Options{
-			Replicas:   2,
-			ApplyDelay: []time.Duration{applyDelay, applyDelay},
-		})
+		c, err := rwsplittest.StartPostgres(ctx, rwsplittest.WithReplicaDelay(applyDelay))
 		if err != nil {
 			return err
 		}
@@ -77,9 +74,9 @@ func run(ctx context.Context) error {
 			fmt.Println("\nLocal cluster stopped and removed.")
 		}()
 		fmt.Printf("Cluster up in %s.\n", time.Since(start).Round(100*time.Millisecond))
-		primaryDSN = c.Primary().DSN()
-		for _, n := range c.Replicas() {
-			replicaDSNs = append(replicaDSNs, n.DSN())
+		primaryDSN = c.DSN(0)
+		for i := 1; i < c.Nodes(); i++ {
+			replicaDSNs = append(replicaDSNs, c.DSN(i))
 		}
 	}
 

@@ -14,8 +14,10 @@ import (
 	"database/sql"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -28,7 +30,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // lag is how far behind the replicas replay.
@@ -47,7 +49,7 @@ func main() {
 
 func run(ctx context.Context) error {
 	fmt.Printf("Starting a local PostgreSQL primary with 2 streaming replicas, replaying %v behind...\n", lag)
-	c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{lag, lag}})
+	c, err := rwsplittest.StartPostgres(ctx, rwsplittest.WithReplicaDelay(lag))
 	if err != nil {
 		return err
 	}
@@ -55,15 +57,18 @@ func run(ctx context.Context) error {
 		c.Close()
 		fmt.Println("\nLocal cluster stopped and removed.")
 	}()
-	names := map[int]string{c.Primary().Port(): "primary"}
-	for i, n := range c.Replicas() {
-		names[n.Port()] = fmt.Sprintf("replica %d", i+1)
-	}
+	names := map[int]string{}
 	var replicas []string
-	for _, n := range c.Replicas() {
-		replicas = append(replicas, n.DSN())
+	for i := range c.Nodes() {
+		_, port, _ := net.SplitHostPort(c.Addr(i))
+		p, _ := strconv.Atoi(port)
+		names[p] = "primary"
+		if i > 0 {
+			names[p] = fmt.Sprintf("replica %d", i)
+			replicas = append(replicas, c.DSN(i))
+		}
 	}
-	db, err := rwsplit.Open(c.DriverName(), c.Primary().DSN(), replicas)
+	db, err := rwsplit.Open(c.DriverName(), c.DSN(0), replicas)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // lag is how far behind the local cluster's replicas replay, so that
@@ -50,11 +50,11 @@ func run(ctx context.Context) error {
 	if r := os.Getenv("RWSPLIT_REPLICAS"); r != "" {
 		replicaDSNs = strings.Split(r, ",")
 	}
-	var local *testcluster.Cluster
+	var local *rwsplittest.Cluster
 	if primaryDSN == "" {
 		fmt.Println("Starting a local PostgreSQL primary with 2 streaming replicas, replaying 500ms behind...")
 		start := time.Now()
-		c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{lag, lag}})
+		c, err := rwsplittest.StartPostgres(ctx, rwsplittest.WithReplicaDelay(lag))
 		if err != nil {
 			return err
 		}
@@ -64,16 +64,16 @@ func run(ctx context.Context) error {
 			fmt.Println("\nLocal cluster stopped and removed.")
 		}()
 		fmt.Printf("Cluster up in %s:\n", time.Since(start).Round(100*time.Millisecond))
-		for i, n := range c.Nodes() {
+		for i := range c.Nodes() {
 			role := "replica"
 			if i == 0 {
 				role = "primary"
 			}
-			fmt.Printf("  %-8s %s\n", role, n.Addr())
+			fmt.Printf("  %-8s %s\n", role, c.Addr(i))
 		}
-		driver, primaryDSN = c.DriverName(), c.Primary().DSN()
-		for _, n := range c.Replicas() {
-			replicaDSNs = append(replicaDSNs, n.DSN())
+		driver, primaryDSN = c.DriverName(), c.DSN(0)
+		for i := 1; i < c.Nodes(); i++ {
+			replicaDSNs = append(replicaDSNs, c.DSN(i))
 		}
 	}
 
@@ -101,7 +101,7 @@ func run(ctx context.Context) error {
 
 // failover crashes the local primary, promotes a replica and shows writes
 // going on through the same handle.
-func (d demo) failover(ctx context.Context, c *testcluster.Cluster) error {
+func (d demo) failover(ctx context.Context, c *rwsplittest.Cluster) error {
 	db := d.db
 	fmt.Println("\n8. Failover: the primary crashes, a replica is promoted, writes go on")
 	write := func() (string, error) {
@@ -117,19 +117,18 @@ func (d demo) failover(ctx context.Context, c *testcluster.Cluster) error {
 	if w, err := write(); err == nil {
 		fmt.Printf("   before: %s\n", w)
 	}
-	old, next := c.Primary(), c.Replicas()[0]
-	if err := old.Crash(); err != nil {
+	if err := c.Crash(ctx, 0); err != nil {
 		return err
 	}
 	crashed := time.Now()
-	fmt.Printf("   crashed the primary %s (SIGKILL)\n", old.Addr())
+	fmt.Printf("   crashed the primary %s (SIGKILL)\n", c.Addr(0))
 	if _, err := write(); err != nil {
 		fmt.Printf("   a write right after: %v\n", err)
 	}
-	if err := next.Promote(ctx); err != nil {
+	if err := c.Promote(ctx, 1); err != nil {
 		return err
 	}
-	fmt.Printf("   promoted %s with pg_promote() (%v after the crash)\n", next.Addr(), time.Since(crashed).Round(time.Millisecond))
+	fmt.Printf("   promoted %s with pg_promote(), the other replica following it (%v after the crash)\n", c.Addr(1), time.Since(crashed).Round(time.Millisecond))
 	for {
 		w, err := write()
 		if err == nil {
