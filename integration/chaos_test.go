@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // TestChaos runs a PostgreSQL primary with three streaming replicas under
@@ -47,7 +47,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos: duration %v, seed %d (RWSPLIT_CHAOS_SEED=%d replays it)", duration, seed, seed)
 
-	c := startOwnCluster(t, testcluster.Postgres, testcluster.Options{Replicas: 3})
+	c := startOwnCluster(t, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 3})
 	healOnCleanup(t, c)
 	ctx := ctxTimeout(t, duration+3*time.Minute)
 	primaryNode, replicaNodes := c.Primary(), c.Replicas()

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // The routing *sql.DB (DB.Connector) on real replication: the rules of
@@ -30,22 +30,22 @@ func routedDB(t testing.TB, db *rwsplit.DB) *sql.DB {
 }
 
 // serverPort is the query that returns the serving server's port.
-func serverPort(kind testcluster.Kind) string {
-	if kind == testcluster.MariaDB {
+func serverPort(kind rwsplittest.Kind) string {
+	if kind == rwsplittest.MariaDB {
 		return "SELECT @@port"
 	}
 	return "SELECT inet_server_port()"
 }
 
-func clusterOf(kind testcluster.Kind) *testcluster.Cluster {
-	if kind == testcluster.MariaDB {
+func clusterOf(kind rwsplittest.Kind) *rwsplittest.LocalCluster {
+	if kind == rwsplittest.MariaDB {
 		return mariaCluster
 	}
 	return pgCluster
 }
 
 func TestRoutingSQLDB(t *testing.T) {
-	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+	for _, kind := range []rwsplittest.Kind{rwsplittest.Postgres, rwsplittest.MariaDB} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
 			c := clusterOf(kind)
 			db := openCluster(t, c)
@@ -95,7 +95,7 @@ func TestRoutingSQLDB(t *testing.T) {
 				require.NoError(t, err)
 				defer conn.Close()
 				var set, get, temp string
-				if kind == testcluster.MariaDB {
+				if kind == rwsplittest.MariaDB {
 					set, get = "SET @rwsplit_pin = 'pinned'", "SELECT @rwsplit_pin, @@port"
 					temp = "CREATE TEMPORARY TABLE pin_tmp (id int)"
 				} else {
@@ -123,7 +123,7 @@ func TestRoutingSQLDB(t *testing.T) {
 
 				// The connection that held the state was closed, not pooled:
 				// no pooled connection of the primary has the setting.
-				if kind == testcluster.Postgres {
+				if kind == rwsplittest.Postgres {
 					_, ok := waitFor(10*time.Second, func() bool {
 						var left int
 						err := db.Primary().QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rwsplit-pin'").Scan(&left)
@@ -134,7 +134,7 @@ func TestRoutingSQLDB(t *testing.T) {
 				for range 4 {
 					var v sql.NullString
 					var p int
-					if kind == testcluster.MariaDB {
+					if kind == rwsplittest.MariaDB {
 						require.NoError(t, db.Primary().QueryRowContext(ctx, "SELECT @rwsplit_pin, @@port").Scan(&v, &p))
 						assert.False(t, v.Valid, "a pooled primary connection carries the user variable")
 					}
@@ -144,7 +144,7 @@ func TestRoutingSQLDB(t *testing.T) {
 			t.Run("ColumnTypes", func(t *testing.T) {
 				query := "SELECT 1::int4 AS i, 2::int8 AS b, 'x'::text AS t, 'y'::varchar(10) AS v, 1.5::numeric(10,2) AS n, " +
 					"now() AS ts, true AS bo, NULL::text AS nu, '\\x0102'::bytea AS bin, 1.25::float8 AS f"
-				if kind == testcluster.MariaDB {
+				if kind == rwsplittest.MariaDB {
 					query = "SELECT CAST(1 AS SIGNED) AS i, 'x' AS t, CAST('y' AS CHAR(10)) AS v, CAST(1.5 AS DECIMAL(10,2)) AS n, " +
 						"NOW() AS ts, NULL AS nu, CAST(1.25 AS DOUBLE) AS f, x'0102' AS bin"
 				}
@@ -156,7 +156,7 @@ func TestRoutingSQLDB(t *testing.T) {
 				assert.Equal(t, want, got, "column types and values through the routing *sql.DB")
 			})
 
-			if kind == testcluster.MariaDB {
+			if kind == rwsplittest.MariaDB {
 				t.Run("NextResultSet", func(t *testing.T) {
 					var replicaDSNs []string
 					for _, n := range c.Replicas() {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 	"github.com/rwsplit/rwsplit/rwsplitmysql"
 	"github.com/rwsplit/rwsplit/rwsplitpgx"
 )
@@ -22,11 +22,11 @@ import (
 func TestDefaultPolicySpreadsSerialReads(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		c     func() *testcluster.Cluster
+		c     func() *rwsplittest.LocalCluster
 		query string
 	}{
-		{"postgres", func() *testcluster.Cluster { return pgCluster }, "SELECT inet_server_port()"},
-		{"mariadb", func() *testcluster.Cluster { return mariaCluster }, "SELECT @@port"},
+		{"postgres", func() *rwsplittest.LocalCluster { return pgCluster }, "SELECT inet_server_port()"},
+		{"mariadb", func() *rwsplittest.LocalCluster { return mariaCluster }, "SELECT @@port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxTimeout(t, time.Minute)
@@ -63,17 +63,17 @@ func TestDefaultPolicySpreadsSerialReads(t *testing.T) {
 // 250ms. Then the primary frozen under a write: the write ends with an
 // error within the detection time, and is not retried.
 func TestDefaultsHungNodes(t *testing.T) {
-	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+	for _, kind := range []rwsplittest.Kind{rwsplittest.Postgres, rwsplittest.MariaDB} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
 			t.Parallel()
-			c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2})
+			c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: 2})
 			healOnCleanup(t, c)
 			var replicas []string
 			for _, n := range c.Replicas() {
 				replicas = append(replicas, n.DSN())
 			}
 			open, query, insert := rwsplitpgx.Open, "SELECT inet_server_port()", "INSERT INTO hung_writes VALUES (1)"
-			if kind == testcluster.MariaDB {
+			if kind == rwsplittest.MariaDB {
 				open, query = rwsplitmysql.Open, "SELECT @@port"
 			}
 			db, err := open(c.Primary().DSN(), replicas, rwsplit.WithHealthCheckInterval(200*time.Millisecond))

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // BenchmarkFailover measures a failover: a writer writes every 2 ms
@@ -45,7 +45,7 @@ func BenchmarkFailover(b *testing.B) {
 		{"auto", time.Second}, {"auto", 200 * time.Millisecond},
 		{"auto-lagging", 200 * time.Millisecond},
 	}
-	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+	for _, kind := range []rwsplittest.Kind{rwsplittest.Postgres, rwsplittest.MariaDB} {
 		for _, cs := range cases {
 			mode, interval := cs.mode, cs.interval
 			b.Run(fmt.Sprintf("%s/%s/interval=%v", kind, mode, interval), func(b *testing.B) {
@@ -67,20 +67,20 @@ type failoverFigures struct {
 	acked, lost                          int
 }
 
-func failoverRun(b *testing.B, kind testcluster.Kind, mode string, interval time.Duration) failoverFigures {
+func failoverRun(b *testing.B, kind rwsplittest.Kind, mode string, interval time.Duration) failoverFigures {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	copts := testcluster.Options{Replicas: 2}
+	copts := rwsplittest.LocalOptions{Replicas: 2}
 	if mode == "auto-lagging" {
 		copts.ApplyDelay = []time.Duration{3 * time.Second, 3 * time.Second}
 	}
-	c, err := testcluster.Start(ctx, kind, copts)
+	c, err := rwsplittest.StartLocal(ctx, kind, copts)
 	if err != nil {
 		b.Fatalf("starting a cluster: %v", err)
 	}
 	defer c.Close()
 	q := pgSessionSQL
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		q = mariaSessionSQL
 	}
 	opts := []rwsplit.Option{rwsplit.WithHealthCheckInterval(interval)}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Read-your-writes across a failover: concurrent sessions write and read
@@ -119,12 +119,12 @@ func fsSum(a *[fsVias]atomic.Int64) int64 {
 
 func TestFailoverSessionReadsPostgres(t *testing.T) {
 	t.Parallel()
-	runFailoverSessionReads(t, testcluster.Postgres)
+	runFailoverSessionReads(t, rwsplittest.Postgres)
 }
 
 func TestFailoverSessionReadsMariaDB(t *testing.T) {
 	t.Parallel()
-	runFailoverSessionReads(t, testcluster.MariaDB)
+	runFailoverSessionReads(t, rwsplittest.MariaDB)
 }
 
 // fsToken is a session's token taken right after a write it acknowledged.
@@ -133,18 +133,18 @@ type fsToken struct {
 	acked int64
 }
 
-func runFailoverSessionReads(t *testing.T, kind testcluster.Kind) {
+func runFailoverSessionReads(t *testing.T, kind rwsplittest.Kind) {
 	testStart := time.Now()
 	q, delay, quietFor := pgFsSQL, 300*time.Millisecond, 2*time.Second
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		// MASTER_DELAY has a resolution of whole seconds.
 		q, delay, quietFor = mariaFsSQL, time.Second, 3*time.Second
 	}
 	sessionWait := 2*delay + time.Second
-	c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
+	c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
 	ctx := ctxTimeout(t, 3*time.Minute)
 	oldPrimary, promoted, other := c.Primary(), c.Replicas()[0], c.Replicas()[1]
-	nodes := [3]*testcluster.Node{oldPrimary, promoted, other}
+	nodes := [3]*rwsplittest.LocalNode{oldPrimary, promoted, other}
 	nodeIndex := map[int]int{}
 	for i, n := range nodes {
 		nodeIndex[n.Port()] = i
@@ -464,7 +464,7 @@ func runFailoverSessionReads(t *testing.T, kind testcluster.Kind) {
 			t.Errorf("%s handle: %d genuine session tokens were rejected", fsViaNames[via], n)
 		}
 	}
-	// Cluster start-up is the testcluster's business (and the machine's
+	// Cluster start-up is the test kit's business (and the machine's
 	// load); the ceiling bounds what rwsplit's behaviour can stretch.
 	if scenario > fsTestCeiling {
 		t.Errorf("the scenario took %v (whole test %v); want less than %v", scenario, total, fsTestCeiling)

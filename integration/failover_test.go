@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Failover followed, not made: the test crashes the primary and promotes a
@@ -27,12 +27,12 @@ const failoverCeiling = 3 * time.Second
 
 func TestFailoverPostgres(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.Postgres, false)
+	runFailover(t, rwsplittest.Postgres, false)
 }
 
 func TestFailoverMariaDB(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.MariaDB, false)
+	runFailover(t, rwsplittest.MariaDB, false)
 }
 
 // The same with the promotion made by rwsplit (WithAutoFailover): it must
@@ -40,12 +40,12 @@ func TestFailoverMariaDB(t *testing.T) {
 // first by name), promote it, and point the other replica at it.
 func TestAutoFailoverPostgres(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.Postgres, true)
+	runFailover(t, rwsplittest.Postgres, true)
 }
 
 func TestAutoFailoverMariaDB(t *testing.T) {
 	t.Parallel()
-	runFailover(t, testcluster.MariaDB, true)
+	runFailover(t, rwsplittest.MariaDB, true)
 }
 
 // autoFailoverAfter is how long the tests let the primary be unreachable
@@ -54,7 +54,7 @@ const autoFailoverAfter = time.Second
 
 // adminHandles opens a superuser handle on every node, primary first, for
 // WithAutoFailover (the DB closes them).
-func adminHandles(t testing.TB, c *testcluster.Cluster) []*sql.DB {
+func adminHandles(t testing.TB, c *rwsplittest.LocalCluster) []*sql.DB {
 	t.Helper()
 	var hs []*sql.DB
 	for _, n := range c.Nodes() {
@@ -67,11 +67,11 @@ func adminHandles(t testing.TB, c *testcluster.Cluster) []*sql.DB {
 	return hs
 }
 
-func runFailover(t *testing.T, kind testcluster.Kind, auto bool) {
-	c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2})
+func runFailover(t *testing.T, kind rwsplittest.Kind, auto bool) {
+	c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: 2})
 	ctx := ctxTimeout(t, 3*time.Minute)
 	q := pgSessionSQL
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		q = mariaSessionSQL
 	}
 	oldPrimary, promoted, other := c.Primary(), c.Replicas()[0], c.Replicas()[1]
@@ -247,7 +247,7 @@ func runFailover(t *testing.T, kind testcluster.Kind, auto bool) {
 	if err := oldPrimary.Start(ctx); err != nil {
 		t.Fatalf("restart the old primary: %v", err)
 	}
-	if kind == testcluster.Postgres {
+	if kind == rwsplittest.Postgres {
 		if _, ok := waitFor(5*time.Second, func() bool { return nodeStats(t, db, oldPrimary).Fenced }); !ok {
 			t.Fatalf("the old primary was not fenced:\n%s", db.Stats())
 		}
@@ -284,7 +284,7 @@ func runFailover(t *testing.T, kind testcluster.Kind, auto bool) {
 	// The old primary steps down: PostgreSQL re-cloned as a standby of the
 	// new primary, MariaDB made to follow it. It serves reads again and
 	// writes go on.
-	if kind == testcluster.Postgres {
+	if kind == rwsplittest.Postgres {
 		err = c.Reclone(ctx, oldPrimary, promoted)
 	} else {
 		if _, err = oldPrimary.Exec(ctx, "SET GLOBAL read_only = 1"); err == nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // The hedge bounds of these tests: a read left unanswered for three times
@@ -21,7 +21,7 @@ var testHedging = rwsplit.Hedging{Floor: 20 * time.Millisecond, Ceiling: 200 * t
 // reads caught on it are hedged to the other replica. Reads that start a
 // second after the freeze return within the hedge bound (a loose ceiling
 // here; the distribution is logged). After a thaw the replica rejoins.
-func frozenReplicaUnderLoadHedged(t *testing.T, c *testcluster.Cluster, victim *testcluster.Node, query string) {
+func frozenReplicaUnderLoadHedged(t *testing.T, c *rwsplittest.LocalCluster, victim *rwsplittest.LocalNode, query string) {
 	healOnCleanup(t, c)
 	db := openCluster(t, c, rwsplit.WithHealthCheckInterval(fastInterval),
 		rwsplit.WithHealthCheckTimeout(300*time.Millisecond),

@@ -26,7 +26,7 @@ import (
 	"github.com/rwsplit/rwsplit/integration/entdb/predicate"
 	"github.com/rwsplit/rwsplit/integration/sqlc/authors"
 	"github.com/rwsplit/rwsplit/integration/sqlc/authorsprep"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // The data libraries Go services use, each through rwsplit on real
@@ -38,8 +38,8 @@ import (
 
 // libraryDelay is how late the replicas of these tests apply changes;
 // MariaDB's delay is in whole seconds.
-func libraryDelay(kind testcluster.Kind) time.Duration {
-	if kind == testcluster.MariaDB {
+func libraryDelay(kind rwsplittest.Kind) time.Duration {
+	if kind == rwsplittest.MariaDB {
 		return time.Second
 	}
 	return 200 * time.Millisecond
@@ -56,18 +56,18 @@ func eventually(t *testing.T, what string, f func() bool) {
 }
 
 func TestDataLibraries(t *testing.T) {
-	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+	for _, kind := range []rwsplittest.Kind{rwsplittest.Postgres, rwsplittest.MariaDB} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
 			t.Parallel()
 			delay := libraryDelay(kind)
-			c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
+			c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
 			db := openCluster(t, c)
 			routed := routedDB(t, db)
 			t.Run("GORM/ConnPool", func(t *testing.T) { testGORM(t, kind, c, db, "gorm_pool_items", false) })
 			t.Run("GORM/SQLDB", func(t *testing.T) { testGORM(t, kind, c, routed, "gorm_sqldb_items", false) })
 			t.Run("GORM/PrepareStmt", func(t *testing.T) { testGORM(t, kind, c, db, "gorm_prep_items", true) })
 			t.Run("sqlx", func(t *testing.T) { testSQLX(t, kind, c, routed) })
-			if kind == testcluster.Postgres {
+			if kind == rwsplittest.Postgres {
 				t.Run("sqlc", func(t *testing.T) { testSQLC(t, c, db) })
 				t.Run("bun", func(t *testing.T) { testBun(t, c, routed) })
 				t.Run("ent", func(t *testing.T) { testEnt(t, c, routed) })
@@ -90,12 +90,12 @@ type gormServed struct {
 	Port int
 }
 
-func testGORM(t *testing.T, kind testcluster.Kind, c *testcluster.Cluster, pool gorm.ConnPool, table string, prepare bool) {
+func testGORM(t *testing.T, kind rwsplittest.Kind, c *rwsplittest.LocalCluster, pool gorm.ConnPool, table string, prepare bool) {
 	ctx := ctxTimeout(t, time.Minute)
 	primary, replicas := ports(c)
 	var dialector gorm.Dialector
 	portExpr := "inet_server_port()"
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		dialector, portExpr = gormmysql.New(gormmysql.Config{Conn: pool}), "@@port"
 	} else {
 		dialector = gormpostgres.New(gormpostgres.Config{Conn: pool})
@@ -151,11 +151,11 @@ type sqlxItem struct {
 	Port int    `db:"port"`
 }
 
-func testSQLX(t *testing.T, kind testcluster.Kind, c *testcluster.Cluster, routed *sql.DB) {
+func testSQLX(t *testing.T, kind rwsplittest.Kind, c *rwsplittest.LocalCluster, routed *sql.DB) {
 	ctx := ctxTimeout(t, time.Minute)
 	primary, replicas := ports(c)
 	driver, create, port := "pgx", "CREATE TABLE sqlx_items (id bigserial PRIMARY KEY, name text NOT NULL)", "inet_server_port()"
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		driver, create, port = "mysql", "CREATE TABLE sqlx_items (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL)", "@@port"
 	}
 	x := sqlx.NewDb(routed, driver)
@@ -198,7 +198,7 @@ func testSQLX(t *testing.T, kind testcluster.Kind, c *testcluster.Cluster, route
 	require.NoError(t, tx.Commit())
 }
 
-func testSQLC(t *testing.T, c *testcluster.Cluster, db *rwsplit.DB) {
+func testSQLC(t *testing.T, c *rwsplittest.LocalCluster, db *rwsplit.DB) {
 	ctx := ctxTimeout(t, time.Minute)
 	primary, replicas := ports(c)
 	_, err := db.ExecContext(ctx, "CREATE TABLE sqlc_authors (id bigserial PRIMARY KEY, name text NOT NULL, bio text)")
@@ -285,7 +285,7 @@ type bunBook struct {
 	Port          int    `bun:",scanonly"`
 }
 
-func testBun(t *testing.T, c *testcluster.Cluster, routed *sql.DB) {
+func testBun(t *testing.T, c *rwsplittest.LocalCluster, routed *sql.DB) {
 	ctx := ctxTimeout(t, time.Minute)
 	primary, replicas := ports(c)
 	b := bun.NewDB(routed, pgdialect.New())
@@ -322,7 +322,7 @@ func testBun(t *testing.T, c *testcluster.Cluster, routed *sql.DB) {
 	require.NoError(t, err)
 }
 
-func testEnt(t *testing.T, c *testcluster.Cluster, routed *sql.DB) {
+func testEnt(t *testing.T, c *rwsplittest.LocalCluster, routed *sql.DB) {
 	ctx := ctxTimeout(t, time.Minute)
 	primary, _ := ports(c)
 	client := entdb.NewClient(entdb.Driver(entsql.OpenDB(dialect.Postgres, routed)))
@@ -357,7 +357,7 @@ func testEnt(t *testing.T, c *testcluster.Cluster, routed *sql.DB) {
 //go:embed testdata/goose/*.sql
 var gooseMigrations embed.FS
 
-func testGoose(t *testing.T, c *testcluster.Cluster, routed *sql.DB) {
+func testGoose(t *testing.T, c *rwsplittest.LocalCluster, routed *sql.DB) {
 	ctx := ctxTimeout(t, time.Minute)
 	goose.SetBaseFS(gooseMigrations)
 	goose.SetLogger(goose.NopLogger())

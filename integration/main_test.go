@@ -16,15 +16,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // The package's shared clusters: a PostgreSQL primary with two streaming
 // replicas and a MariaDB primary with two GTID replicas, started once in
 // TestMain. Tests that destroy or promote nodes start their own.
 var (
-	pgCluster    *testcluster.Cluster
-	mariaCluster *testcluster.Cluster
+	pgCluster    *rwsplittest.LocalCluster
+	mariaCluster *rwsplittest.LocalCluster
 )
 
 func TestMain(m *testing.M) {
@@ -35,16 +35,16 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	type started struct {
-		c   *testcluster.Cluster
+		c   *rwsplittest.LocalCluster
 		err error
 	}
 	pgc, mc := make(chan started, 1), make(chan started, 1)
 	go func() {
-		c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2, Logf: log.Printf})
+		c, err := rwsplittest.StartLocal(ctx, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 2, Logf: log.Printf})
 		pgc <- started{c, err}
 	}()
 	go func() {
-		c, err := testcluster.StartMariaDB(ctx, testcluster.Options{Replicas: 2, Logf: log.Printf})
+		c, err := rwsplittest.StartLocal(ctx, rwsplittest.MariaDB, rwsplittest.LocalOptions{Replicas: 2, Logf: log.Printf})
 		mc <- started{c, err}
 	}()
 	pg, maria := <-pgc, <-mc
@@ -54,7 +54,7 @@ func run(m *testing.M) int {
 			return
 		}
 		closed = true
-		for _, c := range []*testcluster.Cluster{pg.c, maria.c} {
+		for _, c := range []*rwsplittest.LocalCluster{pg.c, maria.c} {
 			if c != nil {
 				if err := c.Close(); err != nil {
 					log.Printf("closing cluster: %v", err)
@@ -109,7 +109,7 @@ func run(m *testing.M) int {
 // loadFixture creates the classifier corpus's schema on the primary, as
 // the application user, in one multi-statement call, and waits until the
 // replicas have it.
-func loadFixture(ctx context.Context, c *testcluster.Cluster, file string) error {
+func loadFixture(ctx context.Context, c *rwsplittest.LocalCluster, file string) error {
 	body, err := os.ReadFile(filepath.Join("..", "internal", "sqlclass", "testdata", file))
 	if err != nil {
 		return err
@@ -128,8 +128,8 @@ func loadFixture(ctx context.Context, c *testcluster.Cluster, file string) error
 // multiStatementDSN is a node's application DSN that accepts several
 // statements in one call (pgx does without arguments; MariaDB needs
 // multiStatements).
-func multiStatementDSN(c *testcluster.Cluster, n *testcluster.Node) string {
-	if c.Kind() == testcluster.MariaDB {
+func multiStatementDSN(c *rwsplittest.LocalCluster, n *rwsplittest.LocalNode) string {
+	if c.Kind() == rwsplittest.MariaDB {
 		sep := "?"
 		if strings.Contains(n.DSN(), "?") {
 			sep = "&"
@@ -149,7 +149,7 @@ func openMaria(t *testing.T, opts ...rwsplit.Option) *rwsplit.DB {
 	return openCluster(t, mariaCluster, opts...)
 }
 
-func openCluster(t testing.TB, c *testcluster.Cluster, opts ...rwsplit.Option) *rwsplit.DB {
+func openCluster(t testing.TB, c *rwsplittest.LocalCluster, opts ...rwsplit.Option) *rwsplit.DB {
 	t.Helper()
 	var replicas []string
 	for _, n := range c.Replicas() {
@@ -169,7 +169,7 @@ func openCluster(t testing.TB, c *testcluster.Cluster, opts ...rwsplit.Option) *
 
 // ports maps the cluster's server ports to node names, so that a test can
 // tell which server answered from inet_server_port() / @@port.
-func ports(c *testcluster.Cluster) (primary int, replicas map[int]string) {
+func ports(c *rwsplittest.LocalCluster) (primary int, replicas map[int]string) {
 	replicas = map[int]string{}
 	for _, n := range c.Replicas() {
 		replicas[n.Port()] = n.Name()

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // mariaResilienceQuery returns the serving server's port (SLEEP returns
@@ -19,9 +19,9 @@ const mariaResilienceQuery = "SELECT @@port + SLEEP(0.005)"
 // (MASTER_DELAY=2) and whose second replica has no delay.
 func TestResilienceMaria(t *testing.T) {
 	const applyDelay = 2 * time.Second
-	c := startOwnCluster(t, testcluster.MariaDB, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{applyDelay}})
+	c := startOwnCluster(t, rwsplittest.MariaDB, rwsplittest.LocalOptions{Replicas: 2, ApplyDelay: []time.Duration{applyDelay}})
 	ctx := ctxTimeout(t, time.Minute)
-	if _, err := c.Primary().ExecAs(ctx, testcluster.AppUser, testcluster.AppPassword,
+	if _, err := c.Primary().ExecAs(ctx, rwsplittest.AppUser, rwsplittest.AppPassword,
 		"CREATE TABLE lag_maria (id BIGINT AUTO_INCREMENT PRIMARY KEY, ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestResilienceMaria(t *testing.T) {
 // is further behind than WithMaxReplicationLag(1s) and gets no reads, with
 // its lag known in Stats; after the writes stop it is eligible again and
 // serves reads. The probes use the monitoring user's handles.
-func mariaLagViaMonitor(t *testing.T, c *testcluster.Cluster, applyDelay time.Duration, opts ...rwsplit.Option) {
+func mariaLagViaMonitor(t *testing.T, c *rwsplittest.LocalCluster, applyDelay time.Duration, opts ...rwsplit.Option) {
 	healOnCleanup(t, c)
 	s := lagScenario{
 		c:          c,

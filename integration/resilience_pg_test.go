@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // pgResilienceQuery returns the serving server's port. It sleeps a few
@@ -20,7 +20,7 @@ const pgResilienceQuery = "SELECT inet_server_port() FROM pg_sleep(0.005)"
 // PostgreSQL cluster of its own, one after another; each leaves every node
 // running and caught up for the next, even when it fails.
 func TestResiliencePGFailures(t *testing.T) {
-	c := startOwnCluster(t, testcluster.Postgres, testcluster.Options{Replicas: 2})
+	c := startOwnCluster(t, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 2})
 	t.Run("ReplicaCrashUnderLoad", func(t *testing.T) {
 		replicaCrashUnderLoad(t, c, c.Replicas()[0], pgResilienceQuery, rwsplit.RoundRobin())
 	})
@@ -37,7 +37,7 @@ func TestResiliencePGFailures(t *testing.T) {
 // pgReplicaStopAndRestart: a replica shut down cleanly is taken out by
 // the probes alone (no traffic), reads meanwhile never fail nor reach it,
 // and it comes back after a restart.
-func pgReplicaStopAndRestart(t *testing.T, c *testcluster.Cluster) {
+func pgReplicaStopAndRestart(t *testing.T, c *rwsplittest.LocalCluster) {
 	healOnCleanup(t, c)
 	victim, other := c.Replicas()[1], c.Replicas()[0]
 	db := openCluster(t, c, rwsplit.WithHealthCheckInterval(fastInterval), rwsplit.WithPolicy(rwsplit.RoundRobin()))
@@ -79,7 +79,7 @@ func pgReplicaStopAndRestart(t *testing.T, c *testcluster.Cluster) {
 // that all run on the other replica without waiting on the frozen one; after
 // Thaw it comes back. Reads in flight at the moment of the freeze are not
 // tested: rescuing them needs hedged reads.
-func pgFrozenReplicaSkipped(t *testing.T, c *testcluster.Cluster) {
+func pgFrozenReplicaSkipped(t *testing.T, c *rwsplittest.LocalCluster) {
 	healOnCleanup(t, c)
 	victim, other := c.Replicas()[0], c.Replicas()[1]
 	const probeTimeout = 300 * time.Millisecond
@@ -152,7 +152,7 @@ func pgFrozenReplicaSkipped(t *testing.T, c *testcluster.Cluster) {
 
 // pgDegradedStart: Open succeeds while a replica is down, reads work on the
 // other one, and the stopped one joins once it is started.
-func pgDegradedStart(t *testing.T, c *testcluster.Cluster) {
+func pgDegradedStart(t *testing.T, c *rwsplittest.LocalCluster) {
 	healOnCleanup(t, c)
 	victim, other := c.Replicas()[1], c.Replicas()[0]
 	if err := victim.Stop(); err != nil {
@@ -188,7 +188,7 @@ func pgDegradedStart(t *testing.T, c *testcluster.Cluster) {
 // (counted in Stats.Fallbacks) within the fallback limit; with
 // WithFallbackLimit(0) they fail with ErrNoReplica; with a small limit,
 // concurrent reads beyond it are refused.
-func pgFallbackToPrimary(t *testing.T, c *testcluster.Cluster) {
+func pgFallbackToPrimary(t *testing.T, c *rwsplittest.LocalCluster) {
 	healOnCleanup(t, c)
 	ctx := ctxTimeout(t, time.Minute)
 	primary, _ := ports(c)
@@ -314,7 +314,7 @@ func pgFallbackToPrimary(t *testing.T, c *testcluster.Cluster) {
 // pgAllNodesDown: with every node crashed, reads and writes fail with an
 // error well within their deadline and Stats shows every node down; once
 // the nodes are started again the same handle reads and writes again.
-func pgAllNodesDown(t *testing.T, c *testcluster.Cluster) {
+func pgAllNodesDown(t *testing.T, c *rwsplittest.LocalCluster) {
 	healOnCleanup(t, c)
 	ctx := ctxTimeout(t, time.Minute)
 	_, replicas := ports(c)
@@ -446,7 +446,7 @@ func pgAllNodesDown(t *testing.T, c *testcluster.Cluster) {
 // writes stop it catches up and serves reads again.
 func TestResiliencePGLag(t *testing.T) {
 	const applyDelay = 2 * time.Second
-	c := startOwnCluster(t, testcluster.Postgres, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{applyDelay}})
+	c := startOwnCluster(t, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 2, ApplyDelay: []time.Duration{applyDelay}})
 	ctx := ctxTimeout(t, time.Minute)
 	s := lagScenario{
 		c:          c,

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Helpers of the resilience tests (resilience_pg_test.go,
@@ -35,7 +35,7 @@ const (
 // startOwnCluster starts a throw-away cluster for one test and closes it
 // when the test ends. Progress messages go to the test's log while the
 // test runs, and are dropped after it.
-func startOwnCluster(t *testing.T, kind testcluster.Kind, opts testcluster.Options) *testcluster.Cluster {
+func startOwnCluster(t *testing.T, kind rwsplittest.Kind, opts rwsplittest.LocalOptions) *rwsplittest.LocalCluster {
 	t.Helper()
 	var mu sync.Mutex
 	done := false
@@ -54,7 +54,7 @@ func startOwnCluster(t *testing.T, kind testcluster.Kind, opts testcluster.Optio
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := testcluster.Start(ctx, kind, opts)
+	c, err := rwsplittest.StartLocal(ctx, kind, opts)
 	if err != nil {
 		t.Fatalf("starting a %s cluster: %v", kind, err)
 	}
@@ -69,7 +69,7 @@ func startOwnCluster(t *testing.T, kind testcluster.Kind, opts testcluster.Optio
 // healOnCleanup makes the calling (sub)test leave every node of c running,
 // thawed and caught up with the primary, even when it fails half-way, so
 // that the next scenario on the same cluster starts from a whole cluster.
-func healOnCleanup(t *testing.T, c *testcluster.Cluster) {
+func healOnCleanup(t *testing.T, c *rwsplittest.LocalCluster) {
 	t.Helper()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -94,7 +94,7 @@ func healOnCleanup(t *testing.T, c *testcluster.Cluster) {
 
 // nodeStats returns the Stats entry of cluster node n (named host:port by
 // Open).
-func nodeStats(t *testing.T, db *rwsplit.DB, n *testcluster.Node) rwsplit.NodeStats {
+func nodeStats(t *testing.T, db *rwsplit.DB, n *rwsplittest.LocalNode) rwsplit.NodeStats {
 	t.Helper()
 	for _, s := range db.Stats().Nodes {
 		if s.Name == n.Addr() {
@@ -221,7 +221,7 @@ func checkNoFailures(t *testing.T, what string, res *loadResult) {
 
 // waitOut waits until node n is out of rotation in db (Stats: not Up) and
 // returns how long that took.
-func waitOut(t *testing.T, db *rwsplit.DB, n *testcluster.Node, limit time.Duration) time.Duration {
+func waitOut(t *testing.T, db *rwsplit.DB, n *rwsplittest.LocalNode, limit time.Duration) time.Duration {
 	t.Helper()
 	took, ok := waitFor(limit, func() bool { return !nodeStats(t, db, n).Up })
 	if !ok {
@@ -234,7 +234,7 @@ func waitOut(t *testing.T, db *rwsplit.DB, n *testcluster.Node, limit time.Durat
 // until a read is served by it (asked of the server: query returns the
 // port). It returns both times, measured from since (typically the moment
 // Node.Start returned). Every read made meanwhile must succeed.
-func waitRejoin(t *testing.T, db *rwsplit.DB, n *testcluster.Node, query string, since time.Time, limit time.Duration) (eligible, served time.Duration) {
+func waitRejoin(t *testing.T, db *rwsplit.DB, n *rwsplittest.LocalNode, query string, since time.Time, limit time.Duration) (eligible, served time.Duration) {
 	t.Helper()
 	if _, ok := waitFor(limit, func() bool { return nodeStats(t, db, n).Eligible }); !ok {
 		t.Fatalf("%s not eligible %v after it came back:\n%s", n.Name(), limit, db.Stats())
@@ -330,7 +330,7 @@ func (r *readers) Stop() *loadResult {
 // before it is taken out are retried elsewhere), that the victim is taken
 // out of rotation, and that it comes back once restarted. query returns
 // the serving server's port.
-func replicaCrashUnderLoad(t *testing.T, c *testcluster.Cluster, victim *testcluster.Node, query string, policy rwsplit.Policy) {
+func replicaCrashUnderLoad(t *testing.T, c *rwsplittest.LocalCluster, victim *rwsplittest.LocalNode, query string, policy rwsplit.Policy) {
 	healOnCleanup(t, c)
 	ctx := ctxTimeout(t, time.Minute)
 	db := openCluster(t, c, rwsplit.WithHealthCheckInterval(fastInterval), rwsplit.WithPolicy(policy))
@@ -419,9 +419,9 @@ func statsDump(db *rwsplit.DB) string {
 // lagScenario describes a cluster with one replica replaying behind the
 // primary, for checkLagBound.
 type lagScenario struct {
-	c               *testcluster.Cluster
+	c               *rwsplittest.LocalCluster
 	db              *rwsplit.DB // with WithMaxReplicationLag(maxLag) and the RoundRobin policy
-	delayed, prompt *testcluster.Node
+	delayed, prompt *rwsplittest.LocalNode
 	applyDelay      time.Duration // the delayed replica's configured apply delay
 	maxLag          time.Duration
 	insert          string // writes one row (with the time of writing) on the primary
@@ -489,7 +489,7 @@ func checkLagBound(t *testing.T, s lagScenario) {
 	}); !ok {
 		t.Fatalf("replicas not both eligible with their lag known %v after Open, while caught up and idle:\n%s", took.Round(time.Millisecond), statsDump(db))
 	}
-	for _, n := range []*testcluster.Node{s.delayed, s.prompt} {
+	for _, n := range []*rwsplittest.LocalNode{s.delayed, s.prompt} {
 		st := nodeStats(t, db, n)
 		t.Logf("caught up, idle: %s lag %v (known %v), eligible %v", n.Name(), st.Lag, st.LagKnown, st.Eligible)
 	}

@@ -11,7 +11,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Migrations followed at once by reads, the normal start-up of a service,
@@ -24,22 +24,22 @@ type schemaNote struct {
 }
 
 func TestSchemaChangesSeenByTheNextRead(t *testing.T) {
-	for _, kind := range []testcluster.Kind{testcluster.Postgres, testcluster.MariaDB} {
+	for _, kind := range []rwsplittest.Kind{rwsplittest.Postgres, rwsplittest.MariaDB} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
 			t.Parallel()
 			// MariaDB's delay is in whole seconds.
 			delay := 200 * time.Millisecond
 			portQuery := "SELECT inet_server_port() FROM plain_schema LIMIT 1"
-			if kind == testcluster.MariaDB {
+			if kind == rwsplittest.MariaDB {
 				delay, portQuery = time.Second, "SELECT @@port FROM plain_schema LIMIT 1"
 			}
-			c := startOwnCluster(t, kind, testcluster.Options{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
+			c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: 2, ApplyDelay: []time.Duration{delay, delay}})
 			db := openCluster(t, c)
 			ctx := ctxTimeout(t, time.Minute)
 
 			t.Run("GORMAutoMigrateTwice", func(t *testing.T) {
 				var dialector gorm.Dialector = gormpostgres.New(gormpostgres.Config{Conn: db})
-				if kind == testcluster.MariaDB {
+				if kind == rwsplittest.MariaDB {
 					dialector = gormmysql.New(gormmysql.Config{Conn: db})
 				}
 				g, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // BenchmarkSessionWrite is the cost a session adds to a write on a real
@@ -53,7 +53,7 @@ func BenchmarkSessionWrite(b *testing.B) {
 //	go test -run '^$' -bench SessionReplicaShare -benchtime=1x -timeout 10m ./...
 func BenchmarkSessionReplicaShare(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 2})
+	c, err := rwsplittest.StartLocal(ctx, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 2})
 	cancel()
 	if err != nil {
 		b.Fatalf("starting a postgres cluster: %v", err)

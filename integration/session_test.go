@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Read-your-writes on real replication: each cluster's replicas apply
@@ -51,18 +51,18 @@ var sessionIDs atomic.Int64
 
 // sessionEnv is a cluster with delayed replicas and a handle on it.
 type sessionEnv struct {
-	c            *testcluster.Cluster
+	c            *rwsplittest.LocalCluster
 	db           *rwsplit.DB
 	q            sessionSQL
 	primaryPort  int
 	replicaPorts map[int]string
 }
 
-func newSessionEnv(t *testing.T, kind testcluster.Kind, delays []time.Duration, opts ...rwsplit.Option) *sessionEnv {
+func newSessionEnv(t *testing.T, kind rwsplittest.Kind, delays []time.Duration, opts ...rwsplit.Option) *sessionEnv {
 	t.Helper()
-	c := startOwnCluster(t, kind, testcluster.Options{Replicas: len(delays), ApplyDelay: delays})
+	c := startOwnCluster(t, kind, rwsplittest.LocalOptions{Replicas: len(delays), ApplyDelay: delays})
 	e := &sessionEnv{c: c, q: pgSessionSQL}
-	if kind == testcluster.MariaDB {
+	if kind == rwsplittest.MariaDB {
 		e.q = mariaSessionSQL
 	}
 	e.primaryPort, e.replicaPorts = ports(c)
@@ -163,13 +163,13 @@ func (e *sessionEnv) mustRead(t *testing.T, ctx context.Context, db *rwsplit.DB,
 
 func TestSessionPostgres(t *testing.T) {
 	t.Parallel()
-	e := newSessionEnv(t, testcluster.Postgres, []time.Duration{300 * time.Millisecond, 300 * time.Millisecond})
+	e := newSessionEnv(t, rwsplittest.Postgres, []time.Duration{300 * time.Millisecond, 300 * time.Millisecond})
 	runSessionSuite(t, e)
 }
 
 func TestSessionMariaDB(t *testing.T) {
 	t.Parallel()
-	e := newSessionEnv(t, testcluster.MariaDB, []time.Duration{time.Second, time.Second})
+	e := newSessionEnv(t, rwsplittest.MariaDB, []time.Duration{time.Second, time.Second})
 	runSessionSuite(t, e)
 }
 
@@ -466,7 +466,7 @@ func runSessionSuite(t *testing.T, e *sessionEnv) {
 // session may (they move between replicas).
 func TestSessionMonotonicReads(t *testing.T) {
 	t.Parallel()
-	e := newSessionEnv(t, testcluster.Postgres, []time.Duration{100 * time.Millisecond, 1200 * time.Millisecond})
+	e := newSessionEnv(t, rwsplittest.Postgres, []time.Duration{100 * time.Millisecond, 1200 * time.Millisecond})
 	ctx := ctxTimeout(t, time.Minute)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -13,7 +13,7 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Tail-latency benchmark: a PostgreSQL primary with three replicas, each
@@ -42,7 +42,7 @@ type tailResult struct {
 
 func BenchmarkTailLatency(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := testcluster.StartPostgres(ctx, testcluster.Options{Replicas: 3})
+	c, err := rwsplittest.StartLocal(ctx, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 3})
 	cancel()
 	if err != nil {
 		b.Fatalf("starting a postgres cluster: %v", err)
@@ -125,7 +125,7 @@ func BenchmarkTailLatency(b *testing.B) {
 
 // tailRun opens a fresh handle with policy over c (replicas through
 // proxies), warms it up, and measures tailReads reads.
-func tailRun(b *testing.B, c *testcluster.Cluster, proxies []*toxiproxy.Proxy, policy rwsplit.Policy, slowPort int) tailResult {
+func tailRun(b *testing.B, c *rwsplittest.LocalCluster, proxies []*toxiproxy.Proxy, policy rwsplit.Policy, slowPort int) tailResult {
 	b.Helper()
 	db := openProxied(b, c, proxies, rwsplit.WithPolicy(policy), rwsplit.WithHealthCheckInterval(fastInterval))
 	// database/sql keeps 2 idle connections by default: with 16 readers

@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testcluster"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // Network faults injected between rwsplit and a replica by Toxiproxy, run
@@ -92,7 +92,7 @@ func toxiHealOnCleanup(tb testing.TB, proxies ...*toxiproxy.Proxy) {
 }
 
 // viaProxy is n's DSN with the host:port replaced by the proxy's address.
-func viaProxy(tb testing.TB, n *testcluster.Node, p *toxiproxy.Proxy) string {
+func viaProxy(tb testing.TB, n *rwsplittest.LocalNode, p *toxiproxy.Proxy) string {
 	tb.Helper()
 	u, err := url.Parse(n.DSN())
 	if err != nil {
@@ -107,7 +107,7 @@ func viaProxy(tb testing.TB, n *testcluster.Node, p *toxiproxy.Proxy) string {
 
 // openProxied opens rwsplit over c's primary (direct) and the replicas
 // through the given proxies, and closes it when tb ends.
-func openProxied(tb testing.TB, c *testcluster.Cluster, proxies []*toxiproxy.Proxy, opts ...rwsplit.Option) *rwsplit.DB {
+func openProxied(tb testing.TB, c *rwsplittest.LocalCluster, proxies []*toxiproxy.Proxy, opts ...rwsplit.Option) *rwsplit.DB {
 	tb.Helper()
 	var dsns []string
 	for i, n := range c.Replicas() {
@@ -239,7 +239,7 @@ func TestToxiproxyFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of its own")
 	}
-	c := startOwnCluster(t, testcluster.Postgres, testcluster.Options{Replicas: 2})
+	c := startOwnCluster(t, rwsplittest.Postgres, rwsplittest.LocalOptions{Replicas: 2})
 	ts := newToxiServer(t)
 	r1, r2 := c.Replicas()[0], c.Replicas()[1]
 	p1 := ts.proxy(t, "replica1", r1.Addr())

@@ -51,11 +51,9 @@ var (
 	}
 )
 
-// The accounts of a container cluster. The application user owns the
-// database of its name.
+// The accounts of a container cluster besides the application user's
+// (AppUser, AppPassword), who owns the database of its name.
 const (
-	AppUser       = "app"
-	AppPassword   = "app-secret"
 	superPassword = "super-secret"
 	replPassword  = "repl-secret"
 )

@@ -30,6 +30,13 @@
 // [Run] picks the backend from the environment, and registers Close with
 // a testing.TB.
 //
+// The local backend's full API is [StartLocal]: a [LocalCluster] whose
+// [LocalNode]s can also be stopped gracefully, queried as an
+// administrator, repointed ([LocalCluster.Follow]) or cloned again
+// ([LocalCluster.Reclone]), with a delay per replica. rwsplit's own
+// integration tests drive it; [StartPostgres] and [StartMariaDB] are the
+// same clusters behind the [Cluster] type.
+//
 // On a machine where testcontainers-go believes it runs inside a
 // container (it has /.dockerenv) but the mapped ports are on the host's
 // own loopback, set TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1. Without the

@@ -7,8 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-
-	"github.com/rwsplit/rwsplit/internal/testcluster"
 )
 
 // StartPostgres starts a PostgreSQL primary and its streaming replicas
@@ -17,17 +15,17 @@ import (
 // 127.0.0.1 ports in a temporary directory. When the test runs as root,
 // the servers run as the postgres user.
 func StartPostgres(ctx context.Context, opts ...Option) (*Cluster, error) {
-	return startLocal(ctx, testcluster.Postgres, opts)
+	return startLocal(ctx, Postgres, opts)
 }
 
 // StartMariaDB starts a MariaDB primary and its GTID replicas from the
 // server binaries installed on the machine (mariadbd, mariadb-install-db),
 // as processes on free 127.0.0.1 ports in a temporary directory.
 func StartMariaDB(ctx context.Context, opts ...Option) (*Cluster, error) {
-	return startLocal(ctx, testcluster.MariaDB, opts)
+	return startLocal(ctx, MariaDB, opts)
 }
 
-func startLocal(ctx context.Context, kind testcluster.Kind, opts []Option) (*Cluster, error) {
+func startLocal(ctx context.Context, kind Kind, opts []Option) (*Cluster, error) {
 	cfg := newConfig(opts)
 	if cfg.replicas < 1 {
 		return nil, errors.New("rwsplittest: the local backend needs at least one replica")
@@ -35,28 +33,28 @@ func startLocal(ctx context.Context, kind testcluster.Kind, opts []Option) (*Clu
 	if len(cfg.settings) > 0 {
 		return nil, errors.New("rwsplittest: WithSetting is for the container backend")
 	}
-	o := testcluster.Options{Replicas: cfg.replicas, Logf: cfg.logf}
+	o := LocalOptions{Replicas: cfg.replicas, Logf: cfg.logf}
 	if cfg.delay > 0 {
 		for range cfg.replicas {
 			o.ApplyDelay = append(o.ApplyDelay, cfg.delay)
 		}
 	}
-	tc, err := testcluster.Start(ctx, kind, o)
+	tc, err := StartLocal(ctx, kind, o)
 	if err != nil {
 		return nil, err
 	}
 	return &Cluster{be: &local{c: tc, former: map[int]bool{}}, n: cfg.replicas}, nil
 }
 
-// local is the backend of local binaries, over internal/testcluster.
+// local is the backend of local binaries, over LocalCluster.
 type local struct {
-	c       *testcluster.Cluster
+	c       *LocalCluster
 	mu      sync.Mutex
 	primary int          // the node that is primary now (guarded by mu)
 	former  map[int]bool // nodes that were primary once and are not now (guarded by mu)
 }
 
-func (l *local) nodeOf(i int) *testcluster.Node { return l.c.Nodes()[i] }
+func (l *local) nodeOf(i int) *LocalNode { return l.c.Nodes()[i] }
 
 func (l *local) driverName() string                    { return l.c.DriverName() }
 func (l *local) dsn(i int) string                      { return l.nodeOf(i).DSN() }
@@ -84,7 +82,7 @@ func (l *local) restart(ctx context.Context, i int) error {
 	if i == primary || !lost {
 		return n.Start(ctx)
 	}
-	if l.c.Kind() == testcluster.Postgres {
+	if l.c.Kind() == Postgres {
 		return l.c.Reclone(ctx, n, l.nodeOf(primary))
 	}
 	if err := n.Start(ctx); err != nil {

@@ -1,5 +1,7 @@
-// Package testcluster starts real, throw-away database replication clusters
-// for the integration tests of rwsplit.
+// The local backend (local_*.go) starts real, throw-away database
+// replication clusters from the server binaries installed on the machine;
+// its full API (LocalCluster, LocalNode) is what rwsplit's own
+// integration tests drive.
 //
 // Two kinds of cluster are supported:
 //
@@ -14,7 +16,7 @@
 // "rwsplit-pg-" or "rwsplit-maria-", mode 0700) that holds the data
 // directory, the Unix socket and the server log. Servers listen on
 // 127.0.0.1 only, on a free port picked at start-up (start-up is retried
-// with another port when the bind fails). Cluster.Close stops every server
+// with another port when the bind fails). LocalCluster.Close stops every server
 // and removes all of those directories; Start cleans up after itself when it
 // fails half-way. Each node directory records the process that created it;
 // the first Start of a later test process removes directories whose creator
@@ -54,17 +56,17 @@
 //     all privileges on the database "app" and nothing else (so a write sent
 //     to a replica fails: PostgreSQL "cannot execute ... in a read-only
 //     transaction", MariaDB error 1290);
-//   - a superuser (PostgreSQL "postgres", MariaDB "root") used by Node.Exec
-//     and Node.AdminDSN;
+//   - a superuser (PostgreSQL "postgres", MariaDB "root") used by LocalNode.Exec
+//     and LocalNode.AdminDSN;
 //   - a monitoring user "monitor" (PostgreSQL: member of pg_monitor and
 //     pg_read_all_data; MariaDB: SLAVE MONITOR, BINLOG MONITOR, REPLICATION
 //     CLIENT and SELECT on app.*);
 //   - the replication user "repl".
 //
 // On PostgreSQL, tables, sequences and schemas that the superuser creates in
-// the app database (for example through Node.Exec) are automatically granted
+// the app database (for example through LocalNode.Exec) are automatically granted
 // to app through default privileges, so fixtures created with Exec are usable
-// through Node.DSN.
+// through LocalNode.DSN.
 //
 // # Timing
 //
@@ -73,4 +75,5 @@
 // and copies the result to the replicas). Helpers that wait (start-up, WaitCaughtUp, Follow, Promote)
 // honour the context; when the context has no deadline a default of one
 // minute applies.
-package testcluster
+
+package rwsplittest

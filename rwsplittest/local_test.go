@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"context"
@@ -16,13 +16,13 @@ import (
 // These tests start real servers. They do not skip when the binaries are
 // missing: Start then fails with a message telling to run "make deps".
 
-func startCluster(t *testing.T, ctx context.Context, kind Kind, opts Options) *Cluster {
+func startCluster(t *testing.T, ctx context.Context, kind Kind, opts LocalOptions) *LocalCluster {
 	t.Helper()
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
 	begin := time.Now()
-	c, err := Start(ctx, kind, opts)
+	c, err := StartLocal(ctx, kind, opts)
 	if err != nil {
 		t.Fatalf("Start(%s): %v", kind, err)
 	}
@@ -35,7 +35,7 @@ func startCluster(t *testing.T, ctx context.Context, kind Kind, opts Options) *C
 	return c
 }
 
-func mustExec(t *testing.T, ctx context.Context, n *Node, sql string) string {
+func mustExec(t *testing.T, ctx context.Context, n *LocalNode, sql string) string {
 	t.Helper()
 	out, err := n.Exec(ctx, sql)
 	if err != nil {
@@ -44,14 +44,14 @@ func mustExec(t *testing.T, ctx context.Context, n *Node, sql string) string {
 	return out
 }
 
-func wantRow(t *testing.T, ctx context.Context, n *Node, query, want string) {
+func wantRow(t *testing.T, ctx context.Context, n *LocalNode, query, want string) {
 	t.Helper()
 	if got := mustExec(t, ctx, n, query); got != want {
 		t.Fatalf("%s: %q = %q, want %q", n.Name(), query, got, want)
 	}
 }
 
-func waitCaughtUp(t *testing.T, ctx context.Context, c *Cluster, primary *Node) {
+func waitCaughtUp(t *testing.T, ctx context.Context, c *LocalCluster, primary *LocalNode) {
 	t.Helper()
 	if err := c.WaitCaughtUp(ctx, primary); err != nil {
 		t.Fatalf("WaitCaughtUp(%s): %v", primary.Name(), err)
@@ -59,7 +59,7 @@ func waitCaughtUp(t *testing.T, ctx context.Context, c *Cluster, primary *Node) 
 }
 
 // serverPIDs lists the server processes of every running node.
-func serverPIDs(c *Cluster) []int {
+func serverPIDs(c *LocalCluster) []int {
 	var pids []int
 	for _, n := range c.Nodes() {
 		if pid := n.PID(); pid != 0 {
@@ -93,7 +93,7 @@ func processesUnder(dirs []string) []string {
 
 // closeAndCheck closes c and checks that no directory and no server process
 // is left behind.
-func closeAndCheck(t *testing.T, c *Cluster) {
+func closeAndCheck(t *testing.T, c *LocalCluster) {
 	t.Helper()
 	var dirs []string
 	for _, n := range c.Nodes() {
@@ -132,7 +132,7 @@ func closeAndCheck(t *testing.T, c *Cluster) {
 func TestPostgresCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, Postgres, Options{})
+	c := startCluster(t, ctx, Postgres, LocalOptions{})
 
 	if c.Kind() != Postgres || c.DriverName() != "pgx" {
 		t.Fatalf("Kind/DriverName = %s/%s", c.Kind(), c.DriverName())
@@ -273,7 +273,7 @@ func TestPostgresCluster(t *testing.T) {
 func TestMariaDBCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, MariaDB, Options{})
+	c := startCluster(t, ctx, MariaDB, LocalOptions{})
 
 	if c.Kind() != MariaDB || c.DriverName() != "mysql" {
 		t.Fatalf("Kind/DriverName = %s/%s", c.Kind(), c.DriverName())
@@ -418,7 +418,7 @@ func TestApplyDelay(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			const delay = 2 * time.Second
-			c := startCluster(t, ctx, kind, Options{Replicas: 1, ApplyDelay: []time.Duration{delay}})
+			c := startCluster(t, ctx, kind, LocalOptions{Replicas: 1, ApplyDelay: []time.Duration{delay}})
 			p, r := c.Primary(), c.Replicas()[0]
 			if len(c.Nodes()) != 2 {
 				t.Fatalf("%d nodes, want 2", len(c.Nodes()))
@@ -453,7 +453,7 @@ func TestMissingBinaries(t *testing.T) {
 	pgBinGlob, mariaDBBinDirs = filepath.Join(t.TempDir(), "*", "bin"), []string{t.TempDir()}
 	defer func() { pgBinGlob, mariaDBBinDirs = oldGlob, oldDirs }()
 	for _, kind := range []Kind{Postgres, MariaDB} {
-		_, err := Start(context.Background(), kind, Options{})
+		_, err := StartLocal(context.Background(), kind, LocalOptions{})
 		if err == nil || !strings.Contains(err.Error(), "make deps") {
 			t.Errorf("Start(%s) without binaries: err = %v, want a hint to run make deps", kind, err)
 		}
@@ -462,13 +462,13 @@ func TestMissingBinaries(t *testing.T) {
 
 func TestOptionsValidation(t *testing.T) {
 	ctx := context.Background()
-	if _, err := StartPostgres(ctx, Options{Replicas: -1}); err == nil {
+	if _, err := startLocalPostgres(ctx, LocalOptions{Replicas: -1}); err == nil {
 		t.Error("negative Replicas accepted")
 	}
-	if _, err := StartMariaDB(ctx, Options{Replicas: 1, ApplyDelay: []time.Duration{time.Second, time.Second}}); err == nil {
+	if _, err := startLocalMariaDB(ctx, LocalOptions{Replicas: 1, ApplyDelay: []time.Duration{time.Second, time.Second}}); err == nil {
 		t.Error("more ApplyDelay entries than replicas accepted")
 	}
-	if _, err := Start(ctx, Kind("oracle"), Options{}); err == nil {
+	if _, err := StartLocal(ctx, Kind("oracle"), LocalOptions{}); err == nil {
 		t.Error("unknown kind accepted")
 	}
 }
@@ -492,7 +492,7 @@ func TestStartFailureCleansUp(t *testing.T) {
 			t.Setenv("TMPDIR", tmp)
 			ctx, cancel := context.WithTimeout(context.Background(), tc.after)
 			defer cancel()
-			c, err := Start(ctx, tc.kind, Options{Logf: t.Logf})
+			c, err := StartLocal(ctx, tc.kind, LocalOptions{Logf: t.Logf})
 			if err == nil {
 				c.Close()
 				t.Logf("start-up finished within %v; nothing was interrupted", tc.after)
@@ -517,7 +517,7 @@ func BenchmarkStart(b *testing.B) {
 		b.Run(string(kind), func(b *testing.B) {
 			ctx := context.Background()
 			for b.Loop() {
-				c, err := Start(ctx, kind, Options{})
+				c, err := StartLocal(ctx, kind, LocalOptions{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -544,7 +544,7 @@ func TestPortInUseRetried(t *testing.T) {
 			}
 			defer l.Close()
 			busy := l.Addr().(*net.TCPAddr).Port
-			c, err := newCluster(kind, Options{Replicas: 1, Logf: t.Logf})
+			c, err := newCluster(kind, LocalOptions{Replicas: 1, Logf: t.Logf})
 			if err != nil {
 				t.Fatal(err)
 			}

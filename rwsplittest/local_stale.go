@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"fmt"
@@ -49,7 +49,7 @@ func ownerAlive(dir string) bool {
 // sweepStale removes node directories in base whose owning process is gone,
 // after making sure their servers are gone too, and releases the shared
 // memory a killed postmaster leaves behind. It runs once per process.
-func (c *Cluster) sweepStale(base string) {
+func (c *LocalCluster) sweepStale(base string) {
 	sweepOnce.Do(func() {
 		var dirs []string
 		for _, pattern := range []string{"rwsplit-pg-*", "rwsplit-maria-*"} {

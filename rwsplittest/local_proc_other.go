@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testcluster
+package rwsplittest
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-var errUnsupported = errors.New("testcluster: only supported on Linux (running on " + runtime.GOOS + ")")
+var errUnsupported = errors.New("rwsplittest: only supported on Linux (running on " + runtime.GOOS + ")")
 
 func platformSupported() error { return errUnsupported }
 

@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"context"
@@ -34,15 +34,15 @@ const (
 	ReplUser        = "repl"
 	ReplPassword    = "repl-secret-pw"
 	// AdminPassword is the password of the superuser ("postgres" for
-	// PostgreSQL, "root" for MariaDB; see Node.AdminUser).
+	// PostgreSQL, "root" for MariaDB; see LocalNode.AdminUser).
 	AdminPassword = "admin-secret-pw"
 )
 
 // defaultWait bounds waits whose context has no deadline.
 const defaultWait = time.Minute
 
-// Options configures a cluster.
-type Options struct {
+// LocalOptions configures a cluster.
+type LocalOptions struct {
 	// Replicas is the number of replicas. Zero means the default of 2; a
 	// primary without replicas cannot be requested. Negative values are an
 	// error.
@@ -59,11 +59,11 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Cluster is a running primary with its replicas. Create it with Start,
-// StartPostgres or StartMariaDB and always Close it.
-type Cluster struct {
+// LocalCluster is a running primary with its replicas. Create it with Start,
+// startLocalPostgres or startLocalMariaDB and always Close it.
+type LocalCluster struct {
 	kind    Kind
-	nodes   []*Node
+	nodes   []*LocalNode
 	logf    func(format string, args ...any)
 	created time.Time
 	cred    *credential // server user when running as root, else nil
@@ -74,9 +74,9 @@ type Cluster struct {
 	closeErr  error
 }
 
-// Node is one database server of a cluster.
-type Node struct {
-	c        *Cluster
+// LocalNode is one database server of a cluster.
+type LocalNode struct {
+	c        *LocalCluster
 	name     string
 	dir      string // the node's temporary directory
 	dataDir  string
@@ -129,19 +129,19 @@ type credential struct {
 // Start starts a cluster of the given kind: a primary and opts.Replicas
 // replicas (default 2), and returns once replication works. On failure
 // everything started so far is stopped and removed.
-func Start(ctx context.Context, kind Kind, opts Options) (*Cluster, error) {
+func StartLocal(ctx context.Context, kind Kind, opts LocalOptions) (*LocalCluster, error) {
 	switch kind {
 	case Postgres:
-		return StartPostgres(ctx, opts)
+		return startLocalPostgres(ctx, opts)
 	case MariaDB:
-		return StartMariaDB(ctx, opts)
+		return startLocalMariaDB(ctx, opts)
 	default:
-		return nil, fmt.Errorf("testcluster: unknown cluster kind %q (want %q or %q)", kind, Postgres, MariaDB)
+		return nil, fmt.Errorf("rwsplittest: unknown cluster kind %q (want %q or %q)", kind, Postgres, MariaDB)
 	}
 }
 
 // newCluster validates opts and creates the node directories.
-func newCluster(kind Kind, opts Options) (*Cluster, error) {
+func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
 	if err := platformSupported(); err != nil {
 		return nil, err
 	}
@@ -150,17 +150,17 @@ func newCluster(kind Kind, opts Options) (*Cluster, error) {
 		replicas = 2
 	}
 	if replicas < 0 {
-		return nil, fmt.Errorf("testcluster: Options.Replicas = %d; want a positive number (0 means 2)", opts.Replicas)
+		return nil, fmt.Errorf("rwsplittest: LocalOptions.Replicas = %d; want a positive number (0 means 2)", opts.Replicas)
 	}
 	if len(opts.ApplyDelay) > replicas {
-		return nil, fmt.Errorf("testcluster: Options.ApplyDelay has %d entries for %d replicas", len(opts.ApplyDelay), replicas)
+		return nil, fmt.Errorf("rwsplittest: LocalOptions.ApplyDelay has %d entries for %d replicas", len(opts.ApplyDelay), replicas)
 	}
 	for i, d := range opts.ApplyDelay {
 		if d < 0 {
-			return nil, fmt.Errorf("testcluster: Options.ApplyDelay[%d] = %v is negative", i, d)
+			return nil, fmt.Errorf("rwsplittest: LocalOptions.ApplyDelay[%d] = %v is negative", i, d)
 		}
 	}
-	c := &Cluster{kind: kind, logf: opts.Logf, created: time.Now()}
+	c := &LocalCluster{kind: kind, logf: opts.Logf, created: time.Now()}
 	var err error
 	serverUser, prefix, pattern := "postgres", "pg", "rwsplit-pg-*"
 	if kind == MariaDB {
@@ -178,14 +178,14 @@ func newCluster(kind Kind, opts Options) (*Cluster, error) {
 	base := baseTempDir()
 	c.sweepStale(base)
 	for i := 0; i <= replicas; i++ {
-		n := &Node{c: c, name: prefix + strconv.Itoa(i), serverID: i + 1, readOnly: i > 0}
+		n := &LocalNode{c: c, name: prefix + strconv.Itoa(i), serverID: i + 1, readOnly: i > 0}
 		if i > 0 && i-1 < len(opts.ApplyDelay) {
 			n.delay = opts.ApplyDelay[i-1]
 		}
 		dir, err := os.MkdirTemp(base, pattern)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("testcluster: %s: create temporary directory: %w", n.name, err)
+			return nil, fmt.Errorf("rwsplittest: %s: create temporary directory: %w", n.name, err)
 		}
 		n.dir = dir
 		n.dataDir = filepath.Join(dir, "data")
@@ -193,19 +193,19 @@ func newCluster(kind Kind, opts Options) (*Cluster, error) {
 		c.nodes = append(c.nodes, n)
 		if err := os.Chmod(dir, 0o700); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("testcluster: %s: chmod %s: %w", n.name, dir, err)
+			return nil, fmt.Errorf("rwsplittest: %s: chmod %s: %w", n.name, dir, err)
 		}
 		if err := writeOwner(dir); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("testcluster: %s: %w", n.name, err)
+			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
 		if err := c.chown(dir); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("testcluster: %s: %w", n.name, err)
+			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
 		if n.port, err = pickPort(); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("testcluster: %s: %w", n.name, err)
+			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
 	}
 	return c, nil
@@ -219,12 +219,12 @@ func serverCredential(name string) (*credential, error) {
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: running as root, but the %q system user needed to run the server does not exist (%v); run \"make deps\" or run the tests as a non-root user", name, err)
+		return nil, fmt.Errorf("rwsplittest: running as root, but the %q system user needed to run the server does not exist (%v); run \"make deps\" or run the tests as a non-root user", name, err)
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("testcluster: user %q has a non-numeric uid/gid %q/%q", name, u.Uid, u.Gid)
+		return nil, fmt.Errorf("rwsplittest: user %q has a non-numeric uid/gid %q/%q", name, u.Uid, u.Gid)
 	}
 	return &credential{uid: uint32(uid), gid: uint32(gid), name: name}, nil
 }
@@ -252,7 +252,7 @@ func baseTempDir() string {
 }
 
 // chown gives path to the server user (no-op when not root).
-func (c *Cluster) chown(path string) error {
+func (c *LocalCluster) chown(path string) error {
 	if c.cred == nil {
 		return nil
 	}
@@ -263,7 +263,7 @@ func (c *Cluster) chown(path string) error {
 }
 
 // chownTree gives a directory tree to the server user.
-func (c *Cluster) chownTree(root string) error {
+func (c *LocalCluster) chownTree(root string) error {
 	if c.cred == nil {
 		return nil
 	}
@@ -307,9 +307,9 @@ func releasePort(port int) {
 	portMu.Unlock()
 }
 
-func (c *Cluster) log(format string, args ...any) {
+func (c *LocalCluster) log(format string, args ...any) {
 	if c.logf != nil {
-		c.logf("testcluster: [+%.3fs] %s", time.Since(c.created).Seconds(), fmt.Sprintf(format, args...))
+		c.logf("rwsplittest: [+%.3fs] %s", time.Since(c.created).Seconds(), fmt.Sprintf(format, args...))
 	}
 }
 
@@ -333,25 +333,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ---- Cluster accessors ----
+// ---- LocalCluster accessors ----
 
 // Kind returns the database engine of the cluster.
-func (c *Cluster) Kind() Kind { return c.kind }
+func (c *LocalCluster) Kind() Kind { return c.kind }
 
 // Nodes returns all nodes: index 0 is the node started as primary, followed
 // by the replicas in order.
-func (c *Cluster) Nodes() []*Node { return append([]*Node(nil), c.nodes...) }
+func (c *LocalCluster) Nodes() []*LocalNode { return append([]*LocalNode(nil), c.nodes...) }
 
 // Primary returns the node started as primary. It is not updated by
 // Promote.
-func (c *Cluster) Primary() *Node { return c.nodes[0] }
+func (c *LocalCluster) Primary() *LocalNode { return c.nodes[0] }
 
 // Replicas returns the nodes started as replicas.
-func (c *Cluster) Replicas() []*Node { return append([]*Node(nil), c.nodes[1:]...) }
+func (c *LocalCluster) Replicas() []*LocalNode { return append([]*LocalNode(nil), c.nodes[1:]...) }
 
 // DriverName returns the database/sql driver name the DSNs are meant for:
 // "pgx" for PostgreSQL, "mysql" for MariaDB.
-func (c *Cluster) DriverName() string {
+func (c *LocalCluster) DriverName() string {
 	if c.kind == MariaDB {
 		return "mysql"
 	}
@@ -362,7 +362,7 @@ func (c *Cluster) DriverName() string {
 // primary has written so far. Nodes that are stopped, frozen or not
 // replicas (a PostgreSQL node not in recovery, a MariaDB node without a
 // replication source) are ignored.
-func (c *Cluster) WaitCaughtUp(ctx context.Context, primary *Node) error {
+func (c *LocalCluster) WaitCaughtUp(ctx context.Context, primary *LocalNode) error {
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
 	if c.kind == MariaDB {
@@ -382,19 +382,19 @@ func (c *Cluster) WaitCaughtUp(ctx context.Context, primary *Node) error {
 // MASTER_USE_GTID=current_pos is used instead, so it resumes after its own
 // last transaction. In both cases Follow returns once the replica is
 // connected to primary (streaming / both replication threads running).
-func (c *Cluster) Follow(ctx context.Context, replica, primary *Node) error {
+func (c *LocalCluster) Follow(ctx context.Context, replica, primary *LocalNode) error {
 	if err := c.check(replica, primary); err != nil {
 		return err
 	}
 	if replica == primary {
-		return fmt.Errorf("testcluster: Follow: %s cannot follow itself", replica.name)
+		return fmt.Errorf("rwsplittest: Follow: %s cannot follow itself", replica.name)
 	}
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
 	replica.life.Lock()
 	defer replica.life.Unlock()
 	if !replica.Running() {
-		return fmt.Errorf("testcluster: %s: Follow: node is not running", replica.name)
+		return fmt.Errorf("rwsplittest: %s: Follow: node is not running", replica.name)
 	}
 	if c.kind == MariaDB {
 		return c.mariaFollow(ctx, replica, primary)
@@ -406,15 +406,15 @@ func (c *Cluster) Follow(ctx context.Context, replica, primary *Node) error {
 // stops n if it is running, wipes its data directory, takes a base backup
 // of primary (pg_basebackup -R -X stream) and starts n as a standby on its
 // old port. It is used to bring an old primary back after a failover.
-func (c *Cluster) Reclone(ctx context.Context, n *Node, primary *Node) error {
+func (c *LocalCluster) Reclone(ctx context.Context, n *LocalNode, primary *LocalNode) error {
 	if c.kind != Postgres {
-		return fmt.Errorf("testcluster: %s: Reclone is only supported for PostgreSQL clusters", n.name)
+		return fmt.Errorf("rwsplittest: %s: Reclone is only supported for PostgreSQL clusters", n.name)
 	}
 	if err := c.check(n, primary); err != nil {
 		return err
 	}
 	if n == primary {
-		return fmt.Errorf("testcluster: Reclone: %s cannot be cloned from itself", n.name)
+		return fmt.Errorf("rwsplittest: Reclone: %s cannot be cloned from itself", n.name)
 	}
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
@@ -423,10 +423,10 @@ func (c *Cluster) Reclone(ctx context.Context, n *Node, primary *Node) error {
 	return c.pgReclone(ctx, n, primary)
 }
 
-func (c *Cluster) check(nodes ...*Node) error {
+func (c *LocalCluster) check(nodes ...*LocalNode) error {
 	for _, n := range nodes {
 		if n == nil || n.c != c {
-			return errors.New("testcluster: node does not belong to this cluster")
+			return errors.New("rwsplittest: node does not belong to this cluster")
 		}
 	}
 	return nil
@@ -434,7 +434,7 @@ func (c *Cluster) check(nodes ...*Node) error {
 
 // Close stops every server (thawing frozen ones first) and removes all
 // temporary directories. It is idempotent and safe after a partial start.
-func (c *Cluster) Close() error {
+func (c *LocalCluster) Close() error {
 	c.closeOnce.Do(func() {
 		errs := make([]error, len(c.nodes))
 		var wg sync.WaitGroup
@@ -447,36 +447,36 @@ func (c *Cluster) Close() error {
 	return c.closeErr
 }
 
-// ---- Node accessors ----
+// ---- LocalNode accessors ----
 
 // Name returns the node's name, e.g. "pg0" or "maria1".
-func (n *Node) Name() string { return n.name }
+func (n *LocalNode) Name() string { return n.name }
 
 // Port returns the TCP port the node listens on (127.0.0.1 only).
-func (n *Node) Port() int {
+func (n *LocalNode) Port() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.port
 }
 
 // Addr returns "127.0.0.1:<port>".
-func (n *Node) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port())) }
+func (n *LocalNode) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port())) }
 
 // Dir returns the node's temporary directory (data directory, socket, log).
-func (n *Node) Dir() string { return n.dir }
+func (n *LocalNode) Dir() string { return n.dir }
 
 // LogPath returns the path of the server log file.
-func (n *Node) LogPath() string { return n.logPath }
+func (n *LocalNode) LogPath() string { return n.logPath }
 
 // AdminUser returns the superuser name: "postgres" or "root".
-func (n *Node) AdminUser() string {
+func (n *LocalNode) AdminUser() string {
 	if n.c.kind == MariaDB {
 		return "root"
 	}
 	return "postgres"
 }
 
-func (n *Node) dsn(user, password string) string {
+func (n *LocalNode) dsn(user, password string) string {
 	if n.c.kind == MariaDB {
 		return fmt.Sprintf("%s:%s@tcp(%s)/%s?parseTime=true", user, password, n.Addr(), AppDatabase)
 	}
@@ -485,26 +485,26 @@ func (n *Node) dsn(user, password string) string {
 
 // DSN returns the application user's DSN (database app): pgx URL format for
 // PostgreSQL, go-sql-driver/mysql format (with parseTime=true) for MariaDB.
-func (n *Node) DSN() string { return n.dsn(AppUser, AppPassword) }
+func (n *LocalNode) DSN() string { return n.dsn(AppUser, AppPassword) }
 
 // AdminDSN returns the superuser's DSN (database app) in the same format.
-func (n *Node) AdminDSN() string { return n.dsn(n.AdminUser(), AdminPassword) }
+func (n *LocalNode) AdminDSN() string { return n.dsn(n.AdminUser(), AdminPassword) }
 
 // MonitorDSN returns the monitoring user's DSN (database app). The user can
 // read replication status (PostgreSQL pg_monitor; MariaDB SLAVE MONITOR,
 // BINLOG MONITOR, REPLICATION CLIENT) and everything in app, but not write.
-func (n *Node) MonitorDSN() string { return n.dsn(MonitorUser, MonitorPassword) }
+func (n *LocalNode) MonitorDSN() string { return n.dsn(MonitorUser, MonitorPassword) }
 
 // Running reports whether the node's server process is alive (a frozen
 // node is running).
-func (n *Node) Running() bool {
+func (n *LocalNode) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.srv != nil && !n.srv.exited()
 }
 
 // Frozen reports whether the node is stopped by Freeze.
-func (n *Node) Frozen() bool {
+func (n *LocalNode) Frozen() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.frozen && n.srv != nil && !n.srv.exited()
@@ -512,7 +512,7 @@ func (n *Node) Frozen() bool {
 
 // PID returns the process id of the server (postmaster or mariadbd), or 0
 // when it is not running.
-func (n *Node) PID() int {
+func (n *LocalNode) PID() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv == nil || n.srv.exited() {
@@ -521,7 +521,7 @@ func (n *Node) PID() int {
 	return n.srv.pid
 }
 
-func (n *Node) current() *server {
+func (n *LocalNode) current() *server {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.srv
@@ -538,13 +538,13 @@ func (n *Node) current() *server {
 // through Exec succeeds and makes the replica diverge (and, with
 // gtid_strict_mode, stops its replication). Use ExecAs with AppUser to
 // check that replicas reject writes.
-func (n *Node) Exec(ctx context.Context, sql string) (string, error) {
+func (n *LocalNode) Exec(ctx context.Context, sql string) (string, error) {
 	return n.ExecAs(ctx, n.AdminUser(), AdminPassword, sql)
 }
 
 // ExecAs is Exec as another user, e.g. ExecAs(ctx, AppUser, AppPassword,
 // sql), connected to the app database.
-func (n *Node) ExecAs(ctx context.Context, user, password, sql string) (string, error) {
+func (n *LocalNode) ExecAs(ctx context.Context, user, password, sql string) (string, error) {
 	if n.c.kind == MariaDB {
 		return n.mariaExec(ctx, user, password, sql)
 	}
@@ -556,7 +556,7 @@ func (n *Node) ExecAs(ctx context.Context, user, password, sql string) (string, 
 // Crash kills the node immediately (SIGKILL to the server and all its
 // processes) and waits until its port is closed. Crashing a node that is not
 // running is a no-op.
-func (n *Node) Crash() error {
+func (n *LocalNode) Crash() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	s := n.current()
@@ -573,13 +573,13 @@ func (n *Node) Crash() error {
 // Stop shuts the node down cleanly (PostgreSQL: fast shutdown with SIGINT;
 // MariaDB: SIGTERM) and waits for it to exit. A frozen node is thawed first.
 // Stopping a node that is not running is a no-op.
-func (n *Node) Stop() error {
+func (n *LocalNode) Stop() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	return n.stopLocked()
 }
 
-func (n *Node) stopLocked() error {
+func (n *LocalNode) stopLocked() error {
 	s := n.current()
 	if s == nil || s.exited() {
 		return nil
@@ -592,24 +592,24 @@ func (n *Node) stopLocked() error {
 		sig = sigTerm
 	}
 	if err := signalPID(s.pid, sig); err != nil {
-		return fmt.Errorf("testcluster: %s: stop: signal pid %d: %w", n.name, s.pid, err)
+		return fmt.Errorf("rwsplittest: %s: stop: signal pid %d: %w", n.name, s.pid, err)
 	}
 	select {
 	case <-s.done:
 	case <-time.After(2 * defaultWait):
 		_ = n.killServer(s)
-		return fmt.Errorf("testcluster: %s: stop: server did not shut down within %v, killed it%s", n.name, 2*defaultWait, n.logTailMsg(0))
+		return fmt.Errorf("rwsplittest: %s: stop: server did not shut down within %v, killed it%s", n.name, 2*defaultWait, n.logTailMsg(0))
 	}
 	return n.waitPortClosed(10 * time.Second)
 }
 
 // Start starts the node again on the same port and data directory (after
 // Stop or Crash) and waits until it accepts connections.
-func (n *Node) Start(ctx context.Context) error {
+func (n *LocalNode) Start(ctx context.Context) error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.Running() {
-		return fmt.Errorf("testcluster: %s: Start: already running", n.name)
+		return fmt.Errorf("rwsplittest: %s: Start: already running", n.name)
 	}
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
@@ -618,16 +618,16 @@ func (n *Node) Start(ctx context.Context) error {
 
 // Freeze stops (SIGSTOP) every process of the node. Connections to it then
 // hang instead of failing. Close and Stop thaw frozen nodes.
-func (n *Node) Freeze() error {
+func (n *LocalNode) Freeze() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	s := n.current()
 	if s == nil || s.exited() {
-		return fmt.Errorf("testcluster: %s: Freeze: node is not running", n.name)
+		return fmt.Errorf("rwsplittest: %s: Freeze: node is not running", n.name)
 	}
 	n.c.log("%s: freeze", n.name)
 	if err := signalTree(s.pid, sigStop); err != nil {
-		return fmt.Errorf("testcluster: %s: Freeze: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Freeze: %w", n.name, err)
 	}
 	n.setFrozen(true)
 	return nil
@@ -635,7 +635,7 @@ func (n *Node) Freeze() error {
 
 // Thaw resumes (SIGCONT) the processes of a frozen node. Thawing a node
 // that is not frozen or not running is a no-op.
-func (n *Node) Thaw() error {
+func (n *LocalNode) Thaw() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	s := n.current()
@@ -645,7 +645,7 @@ func (n *Node) Thaw() error {
 	}
 	n.c.log("%s: thaw", n.name)
 	if err := signalTree(s.pid, sigCont); err != nil {
-		return fmt.Errorf("testcluster: %s: Thaw: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Thaw: %w", n.name, err)
 	}
 	n.setFrozen(false)
 	return nil
@@ -659,13 +659,13 @@ func (n *Node) Thaw() error {
 // configured), then STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0 and
 // checks that @@read_only is 0. Promoting a node that already is a primary
 // is a no-op.
-func (n *Node) Promote(ctx context.Context) error {
+func (n *LocalNode) Promote(ctx context.Context) error {
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
 	n.life.Lock()
 	defer n.life.Unlock()
 	if !n.Running() {
-		return fmt.Errorf("testcluster: %s: Promote: node is not running", n.name)
+		return fmt.Errorf("rwsplittest: %s: Promote: node is not running", n.name)
 	}
 	n.c.log("%s: promote", n.name)
 	if n.c.kind == MariaDB {
@@ -674,7 +674,7 @@ func (n *Node) Promote(ctx context.Context) error {
 	return n.pgPromote(ctx)
 }
 
-func (n *Node) setFrozen(v bool) {
+func (n *LocalNode) setFrozen(v bool) {
 	n.mu.Lock()
 	n.frozen = v
 	n.mu.Unlock()
@@ -682,14 +682,14 @@ func (n *Node) setFrozen(v bool) {
 
 // killServer SIGKILLs the server and all its processes and waits for the
 // server process to be reaped.
-func (n *Node) killServer(s *server) error {
+func (n *LocalNode) killServer(s *server) error {
 	if err := signalTree(s.pid, sigKill); err != nil {
-		return fmt.Errorf("testcluster: %s: kill pid %d: %w", n.name, s.pid, err)
+		return fmt.Errorf("rwsplittest: %s: kill pid %d: %w", n.name, s.pid, err)
 	}
 	select {
 	case <-s.done:
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("testcluster: %s: pid %d did not exit after SIGKILL", n.name, s.pid)
+		return fmt.Errorf("rwsplittest: %s: pid %d did not exit after SIGKILL", n.name, s.pid)
 	}
 	n.setFrozen(false)
 	return nil
@@ -697,7 +697,7 @@ func (n *Node) killServer(s *server) error {
 
 // waitPortClosed waits until nothing accepts connections on the node's
 // port any more.
-func (n *Node) waitPortClosed(timeout time.Duration) error {
+func (n *LocalNode) waitPortClosed(timeout time.Duration) error {
 	addr := n.Addr()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -711,14 +711,14 @@ func (n *Node) waitPortClosed(timeout time.Duration) error {
 			conn.Close()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("testcluster: %s: port %s still open %v after the server exited", n.name, addr, timeout)
+			return fmt.Errorf("rwsplittest: %s: port %s still open %v after the server exited", n.name, addr, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // portOpen reports whether something accepts TCP connections on the port.
-func (n *Node) portOpen() bool {
+func (n *LocalNode) portOpen() bool {
 	conn, err := net.DialTimeout("tcp", n.Addr(), 200*time.Millisecond)
 	if err != nil {
 		return false
@@ -729,18 +729,18 @@ func (n *Node) portOpen() bool {
 
 // startServer starts the server process and waits until it is ready. When
 // newPortOK is set, a failure to bind the port is retried with another port.
-func (n *Node) startServer(ctx context.Context, newPortOK bool) error {
+func (n *LocalNode) startServer(ctx context.Context, newPortOK bool) error {
 	n.mu.Lock()
 	closed := n.closed
 	n.mu.Unlock()
 	if closed {
-		return fmt.Errorf("testcluster: %s: cluster is closed", n.name)
+		return fmt.Errorf("rwsplittest: %s: cluster is closed", n.name)
 	}
 	for attempt := 1; ; attempt++ {
 		offset := fileSize(n.logPath)
 		s, err := n.spawn()
 		if err != nil {
-			return fmt.Errorf("testcluster: %s: start server: %w", n.name, err)
+			return fmt.Errorf("rwsplittest: %s: start server: %w", n.name, err)
 		}
 		n.mu.Lock()
 		n.srv = s
@@ -768,12 +768,12 @@ func (n *Node) startServer(ctx context.Context, newPortOK bool) error {
 				continue
 			}
 		}
-		return fmt.Errorf("testcluster: %s: start server on %s: %w%s", n.name, n.Addr(), err, logTailBlock(n.logPath, tail))
+		return fmt.Errorf("rwsplittest: %s: start server on %s: %w%s", n.name, n.Addr(), err, logTailBlock(n.logPath, tail))
 	}
 }
 
 // waitReady polls until the server accepts connections, exits or ctx ends.
-func (n *Node) waitReady(ctx context.Context, s *server) error {
+func (n *LocalNode) waitReady(ctx context.Context, s *server) error {
 	for {
 		if s.exited() {
 			return fmt.Errorf("server exited during start-up (%v)", s.err)
@@ -790,7 +790,7 @@ func (n *Node) waitReady(ctx context.Context, s *server) error {
 	}
 }
 
-func (n *Node) probe(ctx context.Context, s *server) bool {
+func (n *LocalNode) probe(ctx context.Context, s *server) bool {
 	if n.c.kind == MariaDB {
 		return n.mariaProbe(ctx)
 	}
@@ -798,7 +798,7 @@ func (n *Node) probe(ctx context.Context, s *server) bool {
 }
 
 // destroy stops the server for good and removes the node directory.
-func (n *Node) destroy() error {
+func (n *LocalNode) destroy() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	n.mu.Lock()
@@ -835,7 +835,7 @@ func (n *Node) destroy() error {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("testcluster: %s: remove %s: %w", n.name, n.dir, err))
+			errs = append(errs, fmt.Errorf("rwsplittest: %s: remove %s: %w", n.name, n.dir, err))
 		}
 	}
 	releasePort(n.Port())
@@ -881,6 +881,6 @@ func logTailBlock(path, tail string) string {
 	return "\n--- tail of " + path + " ---\n" + tail
 }
 
-func (n *Node) logTailMsg(offset int64) string {
+func (n *LocalNode) logTailMsg(offset int64) string {
 	return logTailBlock(n.logPath, readTail(n.logPath, offset, 4096))
 }

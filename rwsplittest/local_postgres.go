@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 )
 
 // pgConf is appended to the primary's postgresql.conf; replicas inherit it
-// through pg_basebackup. Node-specific settings (port, socket directory,
+// through pg_basebackup. LocalNode-specific settings (port, socket directory,
 // listen address, apply delay) are passed on the command line instead.
 const pgConf = `
 # ---- testcluster ----
@@ -41,17 +41,17 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 `
 
-const pgHBA = `# testcluster: trust over the node's private Unix socket, passwords over TCP
+const pgHBA = `# rwsplittest: trust over the node's private Unix socket, passwords over TCP
 local   all           all                    trust
 local   replication   all                    trust
 host    all           all    127.0.0.1/32    scram-sha-256
 host    replication   all    127.0.0.1/32    scram-sha-256
 `
 
-// StartPostgres starts a PostgreSQL streaming replication cluster: a
+// startLocalPostgres starts a PostgreSQL streaming replication cluster: a
 // primary and opts.Replicas hot standbys (default 2). It returns once every
 // standby is streaming from the primary.
-func StartPostgres(ctx context.Context, opts Options) (*Cluster, error) {
+func startLocalPostgres(ctx context.Context, opts LocalOptions) (*LocalCluster, error) {
 	begin := time.Now()
 	c, err := newCluster(Postgres, opts)
 	if err != nil {
@@ -69,7 +69,7 @@ func StartPostgres(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) pgBootstrap(ctx context.Context) error {
+func (c *LocalCluster) pgBootstrap(ctx context.Context) error {
 	p := c.nodes[0]
 	if err := c.pgInitPrimary(ctx, p); err != nil {
 		return err
@@ -100,7 +100,7 @@ func (c *Cluster) pgBootstrap(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	var undelayed []*Node
+	var undelayed []*LocalNode
 	for _, r := range replicas {
 		if r.delay == 0 {
 			undelayed = append(undelayed, r)
@@ -109,14 +109,14 @@ func (c *Cluster) pgBootstrap(ctx context.Context) error {
 	return c.pgWaitCaughtUp(ctx, p, undelayed)
 }
 
-func (c *Cluster) pgInitPrimary(ctx context.Context, n *Node) error {
+func (c *LocalCluster) pgInitPrimary(ctx context.Context, n *LocalNode) error {
 	pwfile := filepath.Join(n.dir, "pwfile")
 	if err := os.WriteFile(pwfile, []byte(AdminPassword+"\n"), 0o600); err != nil {
-		return fmt.Errorf("testcluster: %s: initdb: write password file: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: initdb: write password file: %w", n.name, err)
 	}
 	defer os.Remove(pwfile)
 	if err := c.chown(pwfile); err != nil {
-		return fmt.Errorf("testcluster: %s: initdb: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: initdb: %w", n.name, err)
 	}
 	c.log("%s: initdb", n.name)
 	_, err := c.runTool(ctx, n, true, "", nil, c.pg.initdb,
@@ -124,26 +124,26 @@ func (c *Cluster) pgInitPrimary(ctx context.Context, n *Node) error {
 		"--auth-local=trust", "--auth-host=scram-sha-256",
 		"-E", "UTF8", "--locale=C", "--no-sync")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: initdb: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: initdb: %w", n.name, err)
 	}
 	f, err := os.OpenFile(filepath.Join(n.dataDir, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: configure: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: configure: %w", n.name, err)
 	}
 	_, err = f.WriteString(pgConf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: configure: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: configure: %w", n.name, err)
 	}
 	if err := os.WriteFile(filepath.Join(n.dataDir, "pg_hba.conf"), []byte(pgHBA), 0o600); err != nil {
-		return fmt.Errorf("testcluster: %s: configure pg_hba.conf: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: configure pg_hba.conf: %w", n.name, err)
 	}
 	return nil
 }
 
-func (c *Cluster) pgSetupPrimary(ctx context.Context, n *Node) error {
+func (c *LocalCluster) pgSetupPrimary(ctx context.Context, n *LocalNode) error {
 	c.log("%s: create roles and database", n.name)
 	setup := fmt.Sprintf(`CREATE ROLE %[1]s LOGIN PASSWORD %[2]s;
 CREATE DATABASE %[3]s OWNER %[1]s;
@@ -151,7 +151,7 @@ CREATE ROLE %[4]s LOGIN REPLICATION PASSWORD %[5]s;
 CREATE ROLE %[6]s LOGIN PASSWORD %[7]s IN ROLE pg_monitor, pg_read_all_data;
 `, AppUser, pgQuote(AppPassword), AppDatabase, ReplUser, pgQuote(ReplPassword), MonitorUser, pgQuote(MonitorPassword))
 	if _, err := n.pgLocal(ctx, "postgres", setup); err != nil {
-		return fmt.Errorf("testcluster: %s: create roles and database: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: create roles and database: %w", n.name, err)
 	}
 	// Objects the superuser creates in app (fixtures made with Exec) are
 	// usable by the application user.
@@ -160,16 +160,16 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT ALL ON SEQUENCES TO %[1]s;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT ALL ON SCHEMAS TO %[1]s;
 `, AppUser)
 	if _, err := n.pgLocal(ctx, AppDatabase, grants); err != nil {
-		return fmt.Errorf("testcluster: %s: set default privileges: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: set default privileges: %w", n.name, err)
 	}
 	return nil
 }
 
 // pgBaseBackup replaces n's data directory by a base backup of primary
 // configured as a standby of primary.
-func (c *Cluster) pgBaseBackup(ctx context.Context, n, primary *Node) error {
+func (c *LocalCluster) pgBaseBackup(ctx context.Context, n, primary *LocalNode) error {
 	if err := os.RemoveAll(n.dataDir); err != nil {
-		return fmt.Errorf("testcluster: %s: remove old data directory: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: remove old data directory: %w", n.name, err)
 	}
 	c.log("%s: pg_basebackup from %s", n.name, primary.name)
 	_, err := c.runTool(ctx, n, true, "", []string{"PGPASSWORD=" + ReplPassword, "PGAPPNAME=" + n.name + "-basebackup"},
@@ -177,16 +177,16 @@ func (c *Cluster) pgBaseBackup(ctx context.Context, n, primary *Node) error {
 		"-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port()), "-U", ReplUser, "-w",
 		"-D", n.dataDir, "-R", "-X", "stream", "-c", "fast", "-N", "--no-manifest")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: pg_basebackup from %s: %w", n.name, primary.name, err)
+		return fmt.Errorf("rwsplittest: %s: pg_basebackup from %s: %w", n.name, primary.name, err)
 	}
 	if err := pgSetAutoConf(filepath.Join(n.dataDir, "postgresql.auto.conf"), "primary_conninfo", pgQuote(pgConninfo(n, primary))); err != nil {
-		return fmt.Errorf("testcluster: %s: write primary_conninfo: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: write primary_conninfo: %w", n.name, err)
 	}
 	return nil
 }
 
 // pgConninfo is the replication connection string n uses to follow primary.
-func pgConninfo(n, primary *Node) string {
+func pgConninfo(n, primary *LocalNode) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s application_name=%s sslmode=disable",
 		primary.Port(), ReplUser, ReplPassword, n.name)
 }
@@ -213,7 +213,7 @@ func pgSetAutoConf(path, name, value string) error {
 // pgQuote returns s as an SQL string literal.
 func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func (n *Node) pgServerArgs(port int) []string {
+func (n *LocalNode) pgServerArgs(port int) []string {
 	args := []string{
 		"-D", n.dataDir,
 		"-p", strconv.Itoa(port),
@@ -228,7 +228,7 @@ func (n *Node) pgServerArgs(port int) []string {
 }
 
 // pgProbe reports whether the postmaster s is up and accepts queries.
-func (n *Node) pgProbe(ctx context.Context, s *server) bool {
+func (n *LocalNode) pgProbe(ctx context.Context, s *server) bool {
 	b, err := os.ReadFile(filepath.Join(n.dataDir, "postmaster.pid"))
 	if err != nil {
 		return false
@@ -251,34 +251,34 @@ func psqlArgs(db string) []string {
 }
 
 // pgLocal runs sql as postgres over the node's Unix socket (trust).
-func (n *Node) pgLocal(ctx context.Context, db, sql string) (string, error) {
+func (n *LocalNode) pgLocal(ctx context.Context, db, sql string) (string, error) {
 	args := append([]string{"-h", n.dir, "-p", strconv.Itoa(n.Port()), "-U", "postgres"}, psqlArgs(db)...)
 	out, err := n.c.runTool(ctx, n, false, sql, nil, n.c.pg.psql, args...)
 	return strings.TrimSpace(out), err
 }
 
-func (n *Node) pgExec(ctx context.Context, user, password, sql string) (string, error) {
+func (n *LocalNode) pgExec(ctx context.Context, user, password, sql string) (string, error) {
 	return n.pgExecDB(ctx, user, password, AppDatabase, sql)
 }
 
 // pgExecDB runs sql through psql over TCP.
-func (n *Node) pgExecDB(ctx context.Context, user, password, db, sql string) (string, error) {
+func (n *LocalNode) pgExecDB(ctx context.Context, user, password, db, sql string) (string, error) {
 	args := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(n.Port()), "-U", user}, psqlArgs(db)...)
 	env := []string{"PGPASSWORD=" + password, "PGCONNECT_TIMEOUT=10", "PGSSLMODE=disable", "PGAPPNAME=testcluster"}
 	out, err := n.c.runTool(ctx, n, false, sql, env, n.c.pg.psql, args...)
 	if err != nil {
-		return strings.TrimSpace(out), fmt.Errorf("testcluster: %s: %w", n.name, err)
+		return strings.TrimSpace(out), fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 	}
 	return strings.TrimSpace(out), nil
 }
 
 // pgAdmin runs sql as the superuser in the postgres database.
-func (n *Node) pgAdmin(ctx context.Context, sql string) (string, error) {
+func (n *LocalNode) pgAdmin(ctx context.Context, sql string) (string, error) {
 	return n.pgExecDB(ctx, "postgres", AdminPassword, "postgres", sql)
 }
 
 // pgWaitStreaming waits until n's WAL receiver streams from primary.
-func (n *Node) pgWaitStreaming(ctx context.Context, primary *Node) error {
+func (n *LocalNode) pgWaitStreaming(ctx context.Context, primary *LocalNode) error {
 	want := fmt.Sprintf("streaming\t%d", primary.Port())
 	var last string
 	var lastErr error
@@ -289,13 +289,13 @@ func (n *Node) pgWaitStreaming(ctx context.Context, primary *Node) error {
 		}
 		last, lastErr = out, err
 		if !n.Running() {
-			return fmt.Errorf("testcluster: %s: server exited while waiting for streaming from %s%s", n.name, primary.name, n.logTailMsg(0))
+			return fmt.Errorf("rwsplittest: %s: server exited while waiting for streaming from %s%s", n.name, primary.name, n.logTailMsg(0))
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
 			if lastErr != nil {
-				return fmt.Errorf("testcluster: %s: not streaming from %s: %w (last error: %v)", n.name, primary.name, err, lastErr)
+				return fmt.Errorf("rwsplittest: %s: not streaming from %s: %w (last error: %v)", n.name, primary.name, err, lastErr)
 			}
-			return fmt.Errorf("testcluster: %s: not streaming from %s: %w (wal receiver: %q)%s", n.name, primary.name, err, last, n.logTailMsg(fileSize(n.logPath)-2048))
+			return fmt.Errorf("rwsplittest: %s: not streaming from %s: %w (wal receiver: %q)%s", n.name, primary.name, err, last, n.logTailMsg(fileSize(n.logPath)-2048))
 		}
 	}
 }
@@ -308,13 +308,13 @@ func (n *Node) pgWaitStreaming(ctx context.Context, primary *Node) error {
 // it, whereas the insert position can point past the page header of an
 // empty page, or at WAL that is never flushed on its own, which a standby
 // never reports as replayed.
-func (c *Cluster) pgWaitCaughtUp(ctx context.Context, primary *Node, replicas []*Node) error {
+func (c *LocalCluster) pgWaitCaughtUp(ctx context.Context, primary *LocalNode, replicas []*LocalNode) error {
 	if err := c.check(primary); err != nil {
 		return err
 	}
 	target, err := primary.pgAdmin(ctx, "SELECT pg_current_wal_lsn()")
 	if err != nil {
-		return fmt.Errorf("testcluster: WaitCaughtUp: read WAL position of %s: %w", primary.name, err)
+		return fmt.Errorf("rwsplittest: WaitCaughtUp: read WAL position of %s: %w", primary.name, err)
 	}
 	if replicas == nil {
 		for _, n := range c.nodes {
@@ -338,25 +338,25 @@ func (c *Cluster) pgWaitCaughtUp(ctx context.Context, primary *Node, replicas []
 			last, lastErr = out, err
 			if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
 				if lastErr != nil {
-					return fmt.Errorf("testcluster: %s: WaitCaughtUp(%s, %s): %w (last error: %v)", n.name, primary.name, target, err, lastErr)
+					return fmt.Errorf("rwsplittest: %s: WaitCaughtUp(%s, %s): %w (last error: %v)", n.name, primary.name, target, err, lastErr)
 				}
-				return fmt.Errorf("testcluster: %s: WaitCaughtUp: replay position %q has not reached %s's %s: %w", n.name, strings.TrimPrefix(last, "false "), primary.name, target, err)
+				return fmt.Errorf("rwsplittest: %s: WaitCaughtUp: replay position %q has not reached %s's %s: %w", n.name, strings.TrimPrefix(last, "false "), primary.name, target, err)
 			}
 		}
 	}
 	return nil
 }
 
-func (n *Node) pgPromote(ctx context.Context) error {
+func (n *LocalNode) pgPromote(ctx context.Context) error {
 	out, err := n.pgAdmin(ctx, "SELECT pg_is_in_recovery()")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: Promote: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Promote: %w", n.name, err)
 	}
 	if out == "f" {
 		return nil
 	}
 	if _, err := n.pgAdmin(ctx, "SELECT pg_promote(true, 60)"); err != nil {
-		return fmt.Errorf("testcluster: %s: Promote: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Promote: %w", n.name, err)
 	}
 	for {
 		out, err := n.pgAdmin(ctx, "SELECT pg_is_in_recovery()")
@@ -364,28 +364,28 @@ func (n *Node) pgPromote(ctx context.Context) error {
 			return nil
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: %s: Promote: still in recovery: %w", n.name, err)
+			return fmt.Errorf("rwsplittest: %s: Promote: still in recovery: %w", n.name, err)
 		}
 	}
 }
 
-func (c *Cluster) pgFollow(ctx context.Context, n, primary *Node) error {
+func (c *LocalCluster) pgFollow(ctx context.Context, n, primary *LocalNode) error {
 	out, err := n.pgAdmin(ctx, "SELECT pg_is_in_recovery()")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: Follow: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Follow: %w", n.name, err)
 	}
 	if out != "t" {
-		return fmt.Errorf("testcluster: %s: Follow: node is not a standby (it was promoted or started as primary); use Reclone to turn it into a replica", n.name)
+		return fmt.Errorf("rwsplittest: %s: Follow: node is not a standby (it was promoted or started as primary); use Reclone to turn it into a replica", n.name)
 	}
 	c.log("%s: follow %s", n.name, primary.name)
 	sql := fmt.Sprintf("ALTER SYSTEM SET primary_conninfo = %s;\nSELECT pg_reload_conf();", pgQuote(pgConninfo(n, primary)))
 	if _, err := n.pgAdmin(ctx, sql); err != nil {
-		return fmt.Errorf("testcluster: %s: Follow: set primary_conninfo: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Follow: set primary_conninfo: %w", n.name, err)
 	}
 	return n.pgWaitStreaming(ctx, primary)
 }
 
-func (c *Cluster) pgReclone(ctx context.Context, n, primary *Node) error {
+func (c *LocalCluster) pgReclone(ctx context.Context, n, primary *LocalNode) error {
 	if err := n.stopLocked(); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ func cleanEnv(home string, extra ...string) []string {
 
 // serverCommand returns the program and arguments that run the node's
 // server in the foreground.
-func (n *Node) serverCommand() (string, []string) {
+func (n *LocalNode) serverCommand() (string, []string) {
 	port := n.Port()
 	if n.c.kind == MariaDB {
 		return n.c.maria.server, n.mariaServerArgs(port)
@@ -51,7 +51,7 @@ func (n *Node) serverCommand() (string, []string) {
 
 // spawn starts the server process with stdout and stderr appended to the
 // node's log file.
-func (n *Node) spawn() (*server, error) {
+func (n *LocalNode) spawn() (*server, error) {
 	bin, args := n.serverCommand()
 	f, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
@@ -61,7 +61,7 @@ func (n *Node) spawn() (*server, error) {
 		f.Close()
 		return nil, err
 	}
-	fmt.Fprintf(f, "\n==== testcluster: %s starting %s %s ====\n", time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(args, " "))
+	fmt.Fprintf(f, "\n==== rwsplittest: %s starting %s %s ====\n", time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = n.dir
 	cmd.Stdout = f
@@ -85,7 +85,7 @@ func (n *Node) spawn() (*server, error) {
 // to completion and returns its stdout. With asServer it runs as the server
 // user inside the node directory. The error carries the tail of stderr (or
 // of stdout when stderr is empty).
-func (c *Cluster) runTool(ctx context.Context, n *Node, asServer bool, stdin string, extraEnv []string, bin string, args ...string) (string, error) {
+func (c *LocalCluster) runTool(ctx context.Context, n *LocalNode, asServer bool, stdin string, extraEnv []string, bin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var cred *credential
 	home := ""
@@ -126,7 +126,7 @@ func (c *Cluster) runTool(ctx context.Context, n *Node, asServer bool, stdin str
 
 // copyTree copies the directory tree src to dst (which must not exist),
 // keeping permission bits, and gives it to the server user.
-func (c *Cluster) copyTree(src, dst string) error {
+func (c *LocalCluster) copyTree(src, dst string) error {
 	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err

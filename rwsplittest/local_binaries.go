@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"fmt"
@@ -59,7 +59,7 @@ func findPostgres() (pgBins, error) {
 		}
 		return b, nil
 	}
-	return pgBins{}, fmt.Errorf("testcluster: PostgreSQL binaries not found (need postgres, initdb, pg_basebackup and psql in PATH or in /usr/lib/postgresql/<version>/bin); run \"make deps\" to install them")
+	return pgBins{}, fmt.Errorf("rwsplittest: PostgreSQL binaries not found (need postgres, initdb, pg_basebackup and psql in PATH or in /usr/lib/postgresql/<version>/bin); run \"make deps\" to install them")
 }
 
 // pgVersionDirs returns /usr/lib/postgresql/*/bin, highest version first.
@@ -111,7 +111,7 @@ func findMariaDB() (mariaBins, error) {
 		missing = append(missing, "mariadb/mysql client")
 	}
 	if len(missing) > 0 {
-		return mariaBins{}, fmt.Errorf("testcluster: MariaDB binaries not found (%s; looked in PATH, /usr/sbin and /usr/bin); run \"make deps\" to install them", strings.Join(missing, ", "))
+		return mariaBins{}, fmt.Errorf("rwsplittest: MariaDB binaries not found (%s; looked in PATH, /usr/sbin and /usr/bin); run \"make deps\" to install them", strings.Join(missing, ", "))
 	}
 	return b, nil
 }

@@ -1,4 +1,4 @@
-package testcluster
+package rwsplittest
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"time"
 )
 
-// StartMariaDB starts a MariaDB GTID replication cluster: a primary and
+// startLocalMariaDB starts a MariaDB GTID replication cluster: a primary and
 // opts.Replicas read-only replicas (default 2). It returns once every
 // replica has replicated the primary's accounts and database.
-func StartMariaDB(ctx context.Context, opts Options) (*Cluster, error) {
+func startLocalMariaDB(ctx context.Context, opts LocalOptions) (*LocalCluster, error) {
 	begin := time.Now()
 	c, err := newCluster(MariaDB, opts)
 	if err != nil {
@@ -33,7 +33,7 @@ func StartMariaDB(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) mariaBootstrap(ctx context.Context) error {
+func (c *LocalCluster) mariaBootstrap(ctx context.Context) error {
 	p := c.nodes[0]
 	// Install the system tables once and copy the result: identical,
 	// binlog-free starting points for every node, faster than one
@@ -44,14 +44,14 @@ func (c *Cluster) mariaBootstrap(ctx context.Context) error {
 		"--auth-root-authentication-method=normal", "--skip-test-db",
 		"--skip-name-resolve", "--innodb-log-file-size=16M")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: mariadb-install-db: %w", p.name, err)
+		return fmt.Errorf("rwsplittest: %s: mariadb-install-db: %w", p.name, err)
 	}
 	errs := make([]error, len(c.nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.nodes[1:] {
 		wg.Go(func() {
 			if err := c.copyTree(p.dataDir, n.dataDir); err != nil {
-				errs[i+1] = fmt.Errorf("testcluster: %s: %w", n.name, err)
+				errs[i+1] = fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 			}
 		})
 	}
@@ -75,7 +75,7 @@ func (c *Cluster) mariaBootstrap(ctx context.Context) error {
 			// Replicate without delay until the accounts are in place; the
 			// configured MASTER_DELAY is set afterwards.
 			if _, err := n.mariaLocal(ctx, mariaChangeMaster(n, p, "slave_pos", 0)+";\nSTART SLAVE;"); err != nil {
-				errs[i+1] = fmt.Errorf("testcluster: %s: set up replication: %w", n.name, err)
+				errs[i+1] = fmt.Errorf("rwsplittest: %s: set up replication: %w", n.name, err)
 			}
 		})
 	}
@@ -97,13 +97,13 @@ func (c *Cluster) mariaBootstrap(ctx context.Context) error {
 	}
 	for _, n := range c.nodes {
 		if _, err := n.Exec(ctx, "SELECT 1"); err != nil {
-			return fmt.Errorf("testcluster: %s: superuser login over TCP does not work: %w", n.name, err)
+			return fmt.Errorf("rwsplittest: %s: superuser login over TCP does not work: %w", n.name, err)
 		}
 	}
 	return nil
 }
 
-func (c *Cluster) mariaSetupPrimary(ctx context.Context, n *Node) error {
+func (c *LocalCluster) mariaSetupPrimary(ctx context.Context, n *LocalNode) error {
 	c.log("%s: create users and database", n.name)
 	sql := fmt.Sprintf(`CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
 ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY %[1]s;
@@ -119,7 +119,7 @@ GRANT SELECT ON %[2]s.* TO '%[7]s'@'%%';
 `, mariaQuote(AdminPassword), AppDatabase, AppUser, mariaQuote(AppPassword),
 		ReplUser, mariaQuote(ReplPassword), MonitorUser, mariaQuote(MonitorPassword))
 	if _, err := n.mariaLocal(ctx, sql); err != nil {
-		return fmt.Errorf("testcluster: %s: create users and database: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: create users and database: %w", n.name, err)
 	}
 	return nil
 }
@@ -127,12 +127,12 @@ GRANT SELECT ON %[2]s.* TO '%[7]s'@'%%';
 // mariaSetDelay sets the replica's MASTER_DELAY to d seconds and checks
 // in SHOW SLAVE STATUS that it took, trying again if it did not: a test
 // that relies on the delay must not run against a replica without it.
-func (n *Node) mariaSetDelay(ctx context.Context, d int64) error {
+func (n *LocalNode) mariaSetDelay(ctx context.Context, d int64) error {
 	want := strconv.FormatInt(d, 10)
 	var got string
 	for range 3 {
 		if _, err := n.mariaLocal(ctx, fmt.Sprintf("STOP SLAVE;\nCHANGE MASTER TO MASTER_DELAY=%d;\nSTART SLAVE;", d)); err != nil {
-			return fmt.Errorf("testcluster: %s: set MASTER_DELAY: %w", n.name, err)
+			return fmt.Errorf("rwsplittest: %s: set MASTER_DELAY: %w", n.name, err)
 		}
 		st, err := n.mariaSlaveStatus(ctx)
 		if err != nil {
@@ -143,18 +143,18 @@ func (n *Node) mariaSetDelay(ctx context.Context, d int64) error {
 		}
 		n.c.log("%s: SQL_Delay is %q after MASTER_DELAY=%d; setting it again", n.name, got, d)
 	}
-	return fmt.Errorf("testcluster: %s: MASTER_DELAY=%d did not take: SQL_Delay is %q", n.name, d, got)
+	return fmt.Errorf("rwsplittest: %s: MASTER_DELAY=%d did not take: SQL_Delay is %q", n.name, d, got)
 }
 
 // mariaChangeMaster returns the CHANGE MASTER TO statement pointing n at
 // primary.
-func mariaChangeMaster(n, primary *Node, useGTID string, delay int64) string {
+func mariaChangeMaster(n, primary *LocalNode, useGTID string, delay int64) string {
 	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_DELAY=%d",
 		primary.Port(), mariaQuote(ReplUser), mariaQuote(ReplPassword), useGTID, delay)
 }
 
 // masterDelay is the node's apply delay in whole seconds, rounded up.
-func (n *Node) masterDelay() int64 { return int64(math.Ceil(n.delay.Seconds())) }
+func (n *LocalNode) masterDelay() int64 { return int64(math.Ceil(n.delay.Seconds())) }
 
 // mariaQuote returns s as a MariaDB string literal.
 func mariaQuote(s string) string {
@@ -162,9 +162,9 @@ func mariaQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-func (n *Node) socketPath() string { return filepath.Join(n.dir, "mysqld.sock") }
+func (n *LocalNode) socketPath() string { return filepath.Join(n.dir, "mysqld.sock") }
 
-func (n *Node) mariaServerArgs(port int) []string {
+func (n *LocalNode) mariaServerArgs(port int) []string {
 	args := []string{
 		"--no-defaults",
 		"--datadir=" + n.dataDir,
@@ -201,7 +201,7 @@ func (n *Node) mariaServerArgs(port int) []string {
 
 // mariaProbe reports whether the server accepts connections on its TCP port
 // and its socket.
-func (n *Node) mariaProbe(ctx context.Context) bool {
+func (n *LocalNode) mariaProbe(ctx context.Context) bool {
 	if !n.portOpen() {
 		return false
 	}
@@ -213,36 +213,36 @@ func (n *Node) mariaProbe(ctx context.Context) bool {
 
 // mariaLocal runs sql as root@localhost over the node's Unix socket (no
 // password; the socket lives in the node's private directory).
-func (n *Node) mariaLocal(ctx context.Context, sql string) (string, error) {
+func (n *LocalNode) mariaLocal(ctx context.Context, sql string) (string, error) {
 	out, err := n.c.runTool(ctx, n, false, sql, nil, n.c.maria.client,
 		"--no-defaults", "--protocol=SOCKET", "--socket="+n.socketPath(), "--user=root",
 		"--connect-timeout=10", "--batch", "--skip-column-names")
 	if err != nil {
-		return strings.TrimSpace(out), fmt.Errorf("testcluster: %s: %w", n.name, err)
+		return strings.TrimSpace(out), fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 	}
 	return strings.TrimSpace(out), nil
 }
 
 // mariaExec runs sql through the mariadb client over TCP.
-func (n *Node) mariaExec(ctx context.Context, user, password, sql string) (string, error) {
+func (n *LocalNode) mariaExec(ctx context.Context, user, password, sql string) (string, error) {
 	out, err := n.c.runTool(ctx, n, false, sql, []string{"MYSQL_PWD=" + password}, n.c.maria.client,
 		"--no-defaults", "--protocol=TCP", "--host=127.0.0.1", "--port="+strconv.Itoa(n.Port()),
 		"--user="+user, "--skip-ssl", "--connect-timeout=10", "--batch", "--skip-column-names",
 		AppDatabase)
 	if err != nil {
-		return strings.TrimSpace(out), fmt.Errorf("testcluster: %s: %w", n.name, err)
+		return strings.TrimSpace(out), fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 	}
 	return strings.TrimSpace(out), nil
 }
 
 // mariaSlaveStatus returns SHOW SLAVE STATUS as a column map, or nil when
 // the node has no replication source.
-func (n *Node) mariaSlaveStatus(ctx context.Context) (map[string]string, error) {
+func (n *LocalNode) mariaSlaveStatus(ctx context.Context) (map[string]string, error) {
 	out, err := n.c.runTool(ctx, n, false, "SHOW SLAVE STATUS", nil, n.c.maria.client,
 		"--no-defaults", "--protocol=SOCKET", "--socket="+n.socketPath(), "--user=root",
 		"--connect-timeout=10", "--batch")
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %s: SHOW SLAVE STATUS: %w", n.name, err)
+		return nil, fmt.Errorf("rwsplittest: %s: SHOW SLAVE STATUS: %w", n.name, err)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) < 2 {
@@ -272,13 +272,13 @@ func slaveError(st map[string]string) string {
 
 // mariaWaitCaughtUp waits until the replicas (nil: every node except
 // primary) have applied primary's @@gtid_binlog_pos (MASTER_GTID_WAIT).
-func (c *Cluster) mariaWaitCaughtUp(ctx context.Context, primary *Node, replicas []*Node) error {
+func (c *LocalCluster) mariaWaitCaughtUp(ctx context.Context, primary *LocalNode, replicas []*LocalNode) error {
 	if err := c.check(primary); err != nil {
 		return err
 	}
 	pos, err := primary.mariaLocal(ctx, "SELECT @@gtid_binlog_pos")
 	if err != nil {
-		return fmt.Errorf("testcluster: WaitCaughtUp: read GTID position of %s: %w", primary.name, err)
+		return fmt.Errorf("rwsplittest: WaitCaughtUp: read GTID position of %s: %w", primary.name, err)
 	}
 	if pos == "" {
 		return nil
@@ -297,7 +297,7 @@ func (c *Cluster) mariaWaitCaughtUp(ctx context.Context, primary *Node, replicas
 		}
 		st, err := n.mariaSlaveStatus(ctx)
 		if err != nil {
-			return fmt.Errorf("testcluster: WaitCaughtUp: %w", err)
+			return fmt.Errorf("rwsplittest: WaitCaughtUp: %w", err)
 		}
 		if st == nil {
 			continue // not a replica
@@ -312,7 +312,7 @@ func (c *Cluster) mariaWaitCaughtUp(ctx context.Context, primary *Node, replicas
 			}
 			if ctx.Err() != nil {
 				slavePos, _ := n.mariaLocal(context.Background(), "SELECT @@gtid_slave_pos")
-				return fmt.Errorf("testcluster: %s: WaitCaughtUp: gtid_slave_pos %q has not reached %s's gtid_binlog_pos %q: %w", n.name, slavePos, primary.name, pos, ctx.Err())
+				return fmt.Errorf("rwsplittest: %s: WaitCaughtUp: gtid_slave_pos %q has not reached %s's gtid_binlog_pos %q: %w", n.name, slavePos, primary.name, pos, ctx.Err())
 			}
 			if err != nil {
 				_ = sleepCtx(ctx, 50*time.Millisecond)
@@ -320,7 +320,7 @@ func (c *Cluster) mariaWaitCaughtUp(ctx context.Context, primary *Node, replicas
 			st, serr := n.mariaSlaveStatus(ctx)
 			if serr == nil && st != nil {
 				if msg := slaveError(st); msg != "" {
-					return fmt.Errorf("testcluster: %s: WaitCaughtUp(%s): %s", n.name, primary.name, msg)
+					return fmt.Errorf("rwsplittest: %s: WaitCaughtUp(%s): %s", n.name, primary.name, msg)
 				}
 			}
 		}
@@ -328,16 +328,16 @@ func (c *Cluster) mariaWaitCaughtUp(ctx context.Context, primary *Node, replicas
 	return nil
 }
 
-func (n *Node) mariaPromote(ctx context.Context) error {
+func (n *LocalNode) mariaPromote(ctx context.Context) error {
 	st, err := n.mariaSlaveStatus(ctx)
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: Promote: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Promote: %w", n.name, err)
 	}
 	if st != nil && n.delay == 0 && st["Slave_SQL_Running"] == "Yes" {
 		// Apply what was already received before cutting replication, as
 		// PostgreSQL does on promotion.
 		if _, err := n.mariaLocal(ctx, "STOP SLAVE IO_THREAD"); err != nil {
-			return fmt.Errorf("testcluster: %s: Promote: %w", n.name, err)
+			return fmt.Errorf("rwsplittest: %s: Promote: %w", n.name, err)
 		}
 		if st, err := n.mariaSlaveStatus(ctx); err == nil && st != nil && st["Gtid_IO_Pos"] != "" {
 			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -354,7 +354,7 @@ func (n *Node) mariaPromote(ctx context.Context) error {
 		}
 	}
 	if _, err := n.mariaLocal(ctx, "STOP SLAVE;\nRESET SLAVE ALL;\nSET GLOBAL read_only=0;"); err != nil {
-		return fmt.Errorf("testcluster: %s: Promote: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Promote: %w", n.name, err)
 	}
 	n.mu.Lock()
 	n.readOnly = false
@@ -365,17 +365,17 @@ func (n *Node) mariaPromote(ctx context.Context) error {
 			return nil
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: %s: Promote: read_only is still %q: %w", n.name, out, err)
+			return fmt.Errorf("rwsplittest: %s: Promote: read_only is still %q: %w", n.name, out, err)
 		}
 	}
 }
 
-func (c *Cluster) mariaFollow(ctx context.Context, n, primary *Node) error {
+func (c *LocalCluster) mariaFollow(ctx context.Context, n, primary *LocalNode) error {
 	// A node that wrote transactions of its own (an old primary) must
 	// resume from its binlog position, a pure replica from gtid_slave_pos.
 	pos, err := n.mariaLocal(ctx, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos")
 	if err != nil {
-		return fmt.Errorf("testcluster: %s: Follow: %w", n.name, err)
+		return fmt.Errorf("rwsplittest: %s: Follow: %w", n.name, err)
 	}
 	binlogPos, slavePos, _ := strings.Cut(pos, "\t")
 	useGTID := "slave_pos"
@@ -385,7 +385,7 @@ func (c *Cluster) mariaFollow(ctx context.Context, n, primary *Node) error {
 	c.log("%s: follow %s (MASTER_USE_GTID=%s)", n.name, primary.name, useGTID)
 	sql := "STOP SLAVE;\nSET GLOBAL read_only=1;\n" + mariaChangeMaster(n, primary, useGTID, n.masterDelay()) + ";\nSTART SLAVE;"
 	if _, err := n.mariaLocal(ctx, sql); err != nil {
-		return fmt.Errorf("testcluster: %s: Follow %s: %w", n.name, primary.name, err)
+		return fmt.Errorf("rwsplittest: %s: Follow %s: %w", n.name, primary.name, err)
 	}
 	n.mu.Lock()
 	n.readOnly = true
@@ -399,11 +399,11 @@ func (c *Cluster) mariaFollow(ctx context.Context, n, primary *Node) error {
 				return nil
 			}
 			if msg := slaveError(st); msg != "" {
-				return fmt.Errorf("testcluster: %s: Follow %s: %s", n.name, primary.name, msg)
+				return fmt.Errorf("rwsplittest: %s: Follow %s: %s", n.name, primary.name, msg)
 			}
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: %s: Follow %s: replication not running (I/O %q, SQL %q): %w", n.name, primary.name, last["Slave_IO_Running"], last["Slave_SQL_Running"], err)
+			return fmt.Errorf("rwsplittest: %s: Follow %s: replication not running (I/O %q, SQL %q): %w", n.name, primary.name, last["Slave_IO_Running"], last["Slave_SQL_Running"], err)
 		}
 	}
 }
