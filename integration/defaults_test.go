@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/rwsplittest"
 	"github.com/rwsplit/rwsplit/rwsplitmysql"
 	"github.com/rwsplit/rwsplit/rwsplitpgx"
+	"github.com/rwsplit/rwsplit/rwsplittest"
 )
 
 // What a new user meets with default options, asked of the servers.
