@@ -66,8 +66,9 @@ func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
 // delay.
 func WithReplicaDelay(d time.Duration) Option { return func(c *config) { c.delay = d } }
 
-// WithSetting adds a server setting to every node, as a line of its
-// configuration file ("work_mem = '8MB'", "max_connections = 200").
+// WithSetting adds a server setting to every node, "name = value": a line
+// of postgresql.conf ("work_mem = '8MB'"), or a mariadbd option
+// ("max_connections = 200").
 func WithSetting(line string) Option {
 	return func(c *config) { c.settings = append(c.settings, line) }
 }
@@ -168,13 +169,20 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 
 // Promote makes replica i the primary: it stops a still-running old
 // primary first (fencing), lets i apply everything it received, promotes
-// it and repoints the other running replicas to it.
+// it and repoints the other running replicas to it. A PostgreSQL replica
+// that cannot follow the new primary (it received more than the new
+// primary had) is rebuilt from a base backup of it; a MariaDB one that
+// cannot is an error.
 func (c *Cluster) Promote(ctx context.Context, i int) error {
 	if err := c.node(i); err != nil {
 		return err
 	}
 	return c.be.promote(ctx, i)
 }
+
+// followWait bounds how long Promote waits for a replica to stream from
+// the new primary before it rebuilds it.
+const followWait = 8 * time.Second
 
 // Logs returns the server log of node i, for a failing test to show.
 func (c *Cluster) Logs(ctx context.Context, i int) (string, error) {

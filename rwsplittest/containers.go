@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	tcnetwork "github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -294,15 +295,22 @@ func (b *containers) restart(ctx context.Context, i int) error {
 
 // exec runs the start script with args in node i.
 func (b *containers) exec(ctx context.Context, i int, args ...string) error {
-	code, out, err := b.nodes[i].ctr.Exec(ctx, append([]string{"/bin/sh", "/rwsplittest/start.sh"}, args...))
+	_, err := b.execOut(ctx, i, args...)
+	return err
+}
+
+// execOut runs the start script with args in node i and returns what it
+// printed.
+func (b *containers) execOut(ctx context.Context, i int, args ...string) (string, error) {
+	code, out, err := b.nodes[i].ctr.Exec(ctx, append([]string{"/bin/sh", "/rwsplittest/start.sh"}, args...), tcexec.Multiplexed())
 	if err != nil {
-		return err
+		return "", err
 	}
+	msg, _ := io.ReadAll(out)
 	if code != 0 {
-		msg, _ := io.ReadAll(out)
-		return fmt.Errorf("%s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(string(msg)))
+		return "", fmt.Errorf("%s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(string(msg)))
 	}
-	return nil
+	return strings.TrimSpace(string(msg)), nil
 }
 
 // running reports whether node i's container runs (and is not paused).
@@ -351,12 +359,55 @@ func (b *containers) promote(ctx context.Context, i int) error {
 		if ok, err := b.running(ctx, j); err != nil || !ok {
 			continue
 		}
-		if err := b.exec(ctx, j, "follow", b.nodes[i].alias); err != nil {
+		if err := b.follow(ctx, j, i); err != nil {
 			errs = append(errs, fmt.Errorf("node %d: %w", j, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("rwsplittest: repointing replicas: %w", err)
+	}
+	return nil
+}
+
+// follow repoints replica j to the primary i and waits until it
+// replicates from it. A PostgreSQL standby that does not within followWait
+// (it received more than the new primary had, and cannot follow its
+// timeline) is rebuilt from a base backup of i.
+func (b *containers) follow(ctx context.Context, j, i int) error {
+	alias := b.nodes[i].alias
+	if err := b.exec(ctx, j, "follow", alias); err != nil {
+		return err
+	}
+	check := []string{"streaming", alias}
+	if b.fl.driver == "pgx" {
+		// Streaming on the new primary's timeline: a standby that cannot
+		// follow it may still stream the old one's history for a while.
+		tli, err := b.execOut(ctx, i, "timeline")
+		if err != nil {
+			return err
+		}
+		check = append(check, tli)
+	}
+	deadline := time.Now().Add(followWait)
+	for b.exec(ctx, j, check...) != nil {
+		if time.Now().After(deadline) {
+			if b.fl.driver != "pgx" {
+				return fmt.Errorf("rwsplittest: node %d does not replicate from node %d", j, i)
+			}
+			b.cfg.logf("rwsplittest: node %d cannot follow node %d; cloning it again", j, i)
+			if err := b.crash(ctx, j); err != nil {
+				return err
+			}
+			b.mu.Lock()
+			b.former[j] = true
+			b.mu.Unlock()
+			return b.restart(ctx, j)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	return nil
 }

@@ -43,6 +43,9 @@ type server struct {
 	whoami    string // names the serving node, in both backends
 	isReplica string // true on a replica
 	delay     time.Duration
+	setting   string // given with WithSetting
+	show      string // reads it back: want
+	want      string
 	run       func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error)
 	start     func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error)
 }
@@ -53,6 +56,9 @@ var servers = []server{
 		whoami:    "SELECT inet_server_addr()::text || ':' || inet_server_port()",
 		isReplica: "SELECT pg_is_in_recovery()",
 		delay:     300 * time.Millisecond,
+		setting:   "work_mem = '7MB'",
+		show:      "SHOW work_mem",
+		want:      "7MB",
 		run: func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
 			return rwsplittest.RunPostgres(ctx, pgImage, opts...)
 		},
@@ -63,6 +69,9 @@ var servers = []server{
 		whoami:    "SELECT CONCAT(@@hostname, ':', @@port, ':', @@server_id)",
 		isReplica: "SELECT @@read_only = 1",
 		delay:     time.Second,
+		setting:   "max_connections = 123",
+		show:      "SELECT @@max_connections",
+		want:      "123",
 		run: func(ctx context.Context, opts ...rwsplittest.Option) (*rwsplittest.Cluster, error) {
 			return rwsplittest.RunMariaDB(ctx, mariaImage, opts...)
 		},
@@ -136,7 +145,7 @@ func testCluster(t *testing.T, srv server, name string, start func(context.Conte
 		before, nets = dockerPS(t), dockerNetworks(t)
 	}
 	began := time.Now()
-	c, err := start(ctx, rwsplittest.WithReplicaDelay(srv.delay), rwsplittest.WithLogf(t.Logf))
+	c, err := start(ctx, rwsplittest.WithReplicaDelay(srv.delay), rwsplittest.WithSetting(srv.setting), rwsplittest.WithLogf(t.Logf))
 	require.NoError(t, err)
 	t.Logf("measured: %s on %s: a primary and 2 replicas ready in %v", srv.name, name, time.Since(began).Round(10*time.Millisecond))
 	closed := false
@@ -153,6 +162,17 @@ func testCluster(t *testing.T, srv server, name string, start func(context.Conte
 	db, err := c.Open(rwsplit.WithHealthCheckInterval(200 * time.Millisecond))
 	require.NoError(t, err)
 	defer db.Close()
+
+	t.Run("Settings", func(t *testing.T) {
+		for i := range c.Nodes() {
+			direct, err := sql.Open(c.DriverName(), c.DSN(i))
+			require.NoError(t, err)
+			var got string
+			require.NoError(t, direct.QueryRowContext(ctx, srv.show).Scan(&got))
+			direct.Close()
+			assert.Equal(t, srv.want, got, "node %d: %s", i, srv.setting)
+		}
+	})
 
 	t.Run("ReadsOnReplicas", func(t *testing.T) {
 		for range 10 {
@@ -249,4 +269,61 @@ func TestImageEntrypointIsReplaced(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.True(t, strings.Contains(string(out), "docker-entrypoint.sh"), "the image's entrypoint: %s", out)
 	assert.True(t, strings.Contains(string(out), "/var/lib/postgresql/data"), "the image's volume: %s", out)
+}
+
+// A replica that received more than the replica promoted over it cannot
+// follow the new primary's timeline: Promote rebuilds it (PostgreSQL).
+func TestPromoteRebuildsAReplicaThatCannotFollow(t *testing.T) {
+	srv := servers[0]
+	for _, name := range []string{"containers", "local"} {
+		start := srv.run
+		if name == "local" {
+			start = srv.start
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			c, err := start(ctx, rwsplittest.WithLogf(t.Logf))
+			require.NoError(t, err)
+			defer c.Close()
+			node := func(i int) *sql.DB {
+				db, err := sql.Open(c.DriverName(), c.DSN(i))
+				require.NoError(t, err)
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+			p, r2 := node(0), node(2)
+			_, err = p.ExecContext(ctx, "CREATE TABLE kit_fork (id int)")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				_, err := node(1).ExecContext(ctx, "SELECT 1 FROM kit_fork")
+				return err == nil
+			}, 20*time.Second, 50*time.Millisecond)
+
+			// Node 1 is down while node 2 receives one more write.
+			require.NoError(t, c.Crash(ctx, 1))
+			_, err = p.ExecContext(ctx, "INSERT INTO kit_fork VALUES (1)")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				var n int
+				return r2.QueryRowContext(ctx, "SELECT count(*) FROM kit_fork").Scan(&n) == nil && n == 1
+			}, 20*time.Second, 50*time.Millisecond)
+			require.NoError(t, c.Crash(ctx, 0))
+			require.NoError(t, c.Restart(ctx, 1))
+
+			require.NoError(t, c.Promote(ctx, 1))
+			r1 := node(1)
+			_, err = r1.ExecContext(ctx, "INSERT INTO kit_fork VALUES (2)")
+			require.NoError(t, err)
+			r2 = node(2)
+			require.Eventually(t, func() bool {
+				var n int
+				return r2.QueryRowContext(ctx, "SELECT count(*) FROM kit_fork WHERE id = 2").Scan(&n) == nil && n == 1
+			}, 30*time.Second, 100*time.Millisecond, "node 2 follows the new primary")
+			assert.True(t, srv.replica(t, ctx, c, 2), "node 2 is a replica")
+			var lost int
+			require.NoError(t, r2.QueryRowContext(ctx, "SELECT count(*) FROM kit_fork WHERE id = 1").Scan(&lost))
+			assert.Zero(t, lost, "node 2 still has the write the new primary never had")
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // StartPostgres starts a PostgreSQL primary and its streaming replicas
@@ -30,10 +31,7 @@ func startLocal(ctx context.Context, kind Kind, opts []Option) (*Cluster, error)
 	if cfg.replicas < 1 {
 		return nil, errors.New("rwsplittest: the local backend needs at least one replica")
 	}
-	if len(cfg.settings) > 0 {
-		return nil, errors.New("rwsplittest: WithSetting is for the container backend")
-	}
-	o := LocalOptions{Replicas: cfg.replicas, Logf: cfg.logf}
+	o := LocalOptions{Replicas: cfg.replicas, Logf: cfg.logf, Settings: cfg.settings}
 	if cfg.delay > 0 {
 		for range cfg.replicas {
 			o.ApplyDelay = append(o.ApplyDelay, cfg.delay)
@@ -127,7 +125,19 @@ func (l *local) promote(ctx context.Context, i int) error {
 		if j == i || j == old || !r.Running() {
 			continue
 		}
-		if err := l.c.Follow(ctx, r, n); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, followWait)
+		err := l.c.Follow(fctx, r, n)
+		if err == nil && l.c.Kind() == Postgres {
+			err = onTimeline(fctx, r, n)
+		}
+		cancel()
+		if err != nil && l.c.Kind() == Postgres {
+			// A standby that received more than the new primary has cannot
+			// follow its timeline: it is cloned again.
+			l.c.log("node %d cannot follow node %d (%v); cloning it again", j, i, err)
+			err = l.c.Reclone(ctx, r, n)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Sprintf("node %d: %v", j, err))
 		}
 	}
@@ -135,4 +145,24 @@ func (l *local) promote(ctx context.Context, i int) error {
 		return fmt.Errorf("rwsplittest: repointing replicas: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// onTimeline waits until standby r streams on primary p's timeline: one
+// that cannot follow it may still stream the old timeline's history.
+func onTimeline(ctx context.Context, r, p *LocalNode) error {
+	tli, err := p.Exec(ctx, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+	if err != nil {
+		return err
+	}
+	for {
+		got, err := r.Exec(ctx, "SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+		if err == nil && strings.TrimSpace(got) == strings.TrimSpace(tli) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not streaming on timeline %s (receiving %q): %w", strings.TrimSpace(tli), got, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -57,18 +57,22 @@ type LocalOptions struct {
 	// Logf, when not nil, receives progress messages (for example
 	// testing.T.Logf or log.Printf).
 	Logf func(format string, args ...any)
+	// Settings are server settings for every node, one "name = value"
+	// per entry: lines of postgresql.conf, or mariadbd options.
+	Settings []string
 }
 
 // LocalCluster is a running primary with its replicas. Create it with Start,
 // startLocalPostgres or startLocalMariaDB and always Close it.
 type LocalCluster struct {
-	kind    Kind
-	nodes   []*LocalNode
-	logf    func(format string, args ...any)
-	created time.Time
-	cred    *credential // server user when running as root, else nil
-	pg      pgBins
-	maria   mariaBins
+	kind     Kind
+	nodes    []*LocalNode
+	logf     func(format string, args ...any)
+	settings []string
+	created  time.Time
+	cred     *credential // server user when running as root, else nil
+	pg       pgBins
+	maria    mariaBins
 
 	closeOnce sync.Once
 	closeErr  error
@@ -160,7 +164,7 @@ func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
 			return nil, fmt.Errorf("rwsplittest: LocalOptions.ApplyDelay[%d] = %v is negative", i, d)
 		}
 	}
-	c := &LocalCluster{kind: kind, logf: opts.Logf, created: time.Now()}
+	c := &LocalCluster{kind: kind, logf: opts.Logf, settings: opts.Settings, created: time.Now()}
 	var err error
 	serverUser, prefix, pattern := "postgres", "pg", "rwsplit-pg-*"
 	if kind == MariaDB {

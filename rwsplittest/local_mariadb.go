@@ -190,6 +190,9 @@ func (n *LocalNode) mariaServerArgs(port int) []string {
 		"--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_general_ci",
 	}
+	for _, s := range n.c.settings {
+		args = append(args, mariaOption(s))
+	}
 	n.mu.Lock()
 	ro := n.readOnly
 	n.mu.Unlock()
@@ -197,6 +200,16 @@ func (n *LocalNode) mariaServerArgs(port int) []string {
 		args = append(args, "--read-only=1")
 	}
 	return args
+}
+
+// mariaOption turns a "name = value" setting into a mariadbd option.
+func mariaOption(s string) string {
+	name, value, ok := strings.Cut(s, "=")
+	name = strings.TrimSpace(name)
+	if !ok {
+		return "--" + name
+	}
+	return "--" + name + "=" + strings.Trim(strings.TrimSpace(value), `'"`)
 }
 
 // mariaProbe reports whether the server accepts connections on its TCP port

@@ -130,7 +130,7 @@ func (c *LocalCluster) pgInitPrimary(ctx context.Context, n *LocalNode) error {
 	if err != nil {
 		return fmt.Errorf("rwsplittest: %s: configure: %w", n.name, err)
 	}
-	_, err = f.WriteString(pgConf)
+	_, err = f.WriteString(pgConf + strings.Join(c.settings, "\n") + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -15,6 +15,7 @@
 #   start.sh promote    lets this replica apply what it received, stops
 #                       replicating and takes writes
 #   start.sh follow H   repoints this replica to the primary at host H
+#   start.sh streaming H  exits 0 if this replica replicates from host H
 #
 # Environment: RWS_ROLE (primary or replica), RWS_NODE (its number),
 # RWS_PRIMARY, RWS_DELAY_MS, RWS_SETTINGS (configuration lines),
@@ -72,6 +73,11 @@ promote)
 	fi
 	root_sql "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"
 	exit 0
+	;;
+streaming)
+	st=$("$client" --socket=$sock -uroot -p"$RWS_SUPER_PASSWORD" -e 'SHOW SLAVE STATUS\G')
+	echo "$st" | grep -q "Master_Host: $2\$" && echo "$st" | grep -q 'Slave_IO_Running: Yes' && echo "$st" | grep -q 'Slave_SQL_Running: Yes'
+	exit $?
 	;;
 follow)
 	root_sql "STOP SLAVE; CHANGE MASTER TO MASTER_HOST = '$2', MASTER_USE_GTID = slave_pos; START SLAVE"

@@ -11,6 +11,9 @@
 #   start.sh ready      exits 0 once the server answers a query over TCP
 #   start.sh promote    promotes this standby and waits until it takes writes
 #   start.sh follow H   repoints this standby to the primary at host H
+#   start.sh timeline   prints this primary's timeline
+#   start.sh streaming H [T]  exits 0 if this standby streams from host H
+#                       (on timeline T)
 #
 # Environment: RWS_ROLE (primary or replica), RWS_PRIMARY, RWS_DELAY_MS,
 # RWS_SETTINGS (configuration lines), RWS_APP_USER / RWS_APP_PASSWORD (the
@@ -42,6 +45,14 @@ ready)
 promote)
 	sql "SELECT pg_promote(true, 60)" >/dev/null
 	[ "$(sql 'SELECT pg_is_in_recovery()')" = f ]
+	exit $?
+	;;
+timeline)
+	sql "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+	exit $?
+	;;
+streaming)
+	[ "$(sql "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_host = '$2' AND received_tli = ${3:-received_tli}")" = 1 ]
 	exit $?
 	;;
 follow)
