@@ -215,35 +215,33 @@ func (c *routingConn) release() {
 	p.conn.Close()
 }
 
-// pinPrimary holds a connection to the primary for DB.Conn.
+// pinPrimary holds a connection to the primary for DB.Conn, until the
+// routing connection is released.
 func (c *routingConn) pinPrimary(ctx context.Context) error {
-	if err := c.pinTo(ctx, nil); err != nil {
+	if err := c.pinToPrimary(ctx); err != nil {
 		return err
 	}
 	c.pin.keep = true
 	return nil
 }
 
-// pinTo holds a connection to node r, or to the primary when r is nil.
-func (c *routingConn) pinTo(ctx context.Context, r *Replica) error {
+// pinToPrimary holds a connection to the primary. A session on ctx is
+// pending from then on: what the connection writes commits out of sight.
+func (c *routingConn) pinToPrimary(ctx context.Context) error {
 	db := c.db
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	if r == nil {
-		if o := optionsOf(ctx); o != nil && o.session != nil {
-			o.session.beginPending(db, ctx)
-		}
-		var err error
-		if r, err = db.writer(ctx); err != nil {
-			return err
-		}
+	if o := optionsOf(ctx); o != nil && o.session != nil {
+		o.session.beginPending(db, ctx)
+	}
+	r, err := db.writer(ctx)
+	if err != nil {
+		return err
 	}
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
-		if r.Role() == RolePrimary {
-			db.writeFailed(ctx, err)
-		}
+		db.writeFailed(ctx, err)
 		return db.closedErr(err)
 	}
 	c.pin = &pinned{r: r, conn: conn}
@@ -288,7 +286,7 @@ func (c *routingConn) ExecContext(ctx context.Context, query string, nv []driver
 		if !c.db.changesSession(query) {
 			return c.db.exec(ctx, query, nil, args)
 		}
-		if err := c.pinTo(ctx, nil); err != nil {
+		if err := c.pinToPrimary(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -310,7 +308,7 @@ func (c *routingConn) QueryContext(ctx context.Context, query string, nv []drive
 			}
 			return newRoutingRows(rows)
 		}
-		if err := c.pinTo(ctx, nil); err != nil {
+		if err := c.pinToPrimary(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -517,7 +515,7 @@ func (s *routingStmt) QueryContext(ctx context.Context, nv []driver.NamedValue) 
 func (s *routingStmt) pinned(ctx context.Context) (*sql.Stmt, error) {
 	c := s.c
 	if c.pin == nil {
-		if err := c.pinTo(ctx, nil); err != nil {
+		if err := c.pinToPrimary(ctx); err != nil {
 			return nil, err
 		}
 	}

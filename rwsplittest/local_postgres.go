@@ -17,7 +17,7 @@ import (
 // through pg_basebackup. LocalNode-specific settings (port, socket directory,
 // listen address, apply delay) are passed on the command line instead.
 const pgConf = `
-# ---- testcluster ----
+# ---- rwsplittest ----
 listen_addresses = '127.0.0.1'
 wal_level = replica
 max_wal_senders = 10
@@ -264,7 +264,7 @@ func (n *LocalNode) pgExec(ctx context.Context, user, password, sql string) (str
 // pgExecDB runs sql through psql over TCP.
 func (n *LocalNode) pgExecDB(ctx context.Context, user, password, db, sql string) (string, error) {
 	args := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(n.Port()), "-U", user}, psqlArgs(db)...)
-	env := []string{"PGPASSWORD=" + password, "PGCONNECT_TIMEOUT=10", "PGSSLMODE=disable", "PGAPPNAME=testcluster"}
+	env := []string{"PGPASSWORD=" + password, "PGCONNECT_TIMEOUT=10", "PGSSLMODE=disable", "PGAPPNAME=rwsplittest"}
 	out, err := n.c.runTool(ctx, n, false, sql, env, n.c.pg.psql, args...)
 	if err != nil {
 		return strings.TrimSpace(out), fmt.Errorf("rwsplittest: %s: %w", n.name, err)

@@ -12,7 +12,7 @@ import (
 // ownerFile is written into every node directory; it names the process that
 // created the directory so that directories left behind by a test binary
 // that was killed (and could not run Close) can be removed by a later run.
-const ownerFile = "testcluster-owner"
+const ownerFile = "rwsplittest-owner"
 
 var sweepOnce sync.Once
 

@@ -481,7 +481,7 @@ func TestStartFailureCleansUp(t *testing.T) {
 		after time.Duration
 	}{{Postgres, 400 * time.Millisecond}, {MariaDB, 1200 * time.Millisecond}} {
 		t.Run(string(tc.kind), func(t *testing.T) {
-			tmp, err := os.MkdirTemp("", "testcluster-partial-*")
+			tmp, err := os.MkdirTemp("", "rwsplittest-partial-*")
 			if err != nil {
 				t.Fatal(err)
 			}
