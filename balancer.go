@@ -428,6 +428,8 @@ func (db *DB) read(ctx context.Context, query string, prep *sharedStmt, args []a
 			}
 		} else {
 			c := rt.r.begin(rt.kind())
+			// queryOn's text path, kept inline here: this is every plain
+			// read's call.
 			switch {
 			case prep != nil:
 				rows, row, err = queryOn(ctx, rt.r, query, prep, args, wantRow)

@@ -177,13 +177,12 @@ func (c *routingConn) CheckNamedValue(*driver.NamedValue) error { return nil }
 // (its node connection closed); one held for DB.Conn gives its node
 // connection back to the node's pool.
 func (c *routingConn) IsValid() bool {
-	if c.db.closed.Load() {
+	switch {
+	case c.db.closed.Load(), c.tx != nil:
 		return false
-	}
-	if c.tx != nil || c.pin == nil {
-		return c.tx == nil
-	}
-	if c.pin.session {
+	case c.pin == nil:
+		return true
+	case c.pin.session:
 		return false
 	}
 	c.release()
@@ -412,7 +411,11 @@ func (t *routingTx) end(err error) error {
 		c.tx = nil
 	}
 	if t.schema {
-		c.db.schemaEnd(context.WithoutCancel(t.ctx))
+		// The transaction's context may be done (a rollback on
+		// cancellation); the position read gets a probe's time.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), c.db.cfg.timeout())
+		c.db.schemaEnd(ctx)
+		cancel()
 	}
 	if p := c.pin; p != nil && !p.session && !p.keep {
 		c.release()

@@ -163,6 +163,7 @@ func TestLeastLatencyShares(t *testing.T) {
 		{"twice", 300 * time.Microsecond, 600 * time.Microsecond, 0.5},
 		{"three times", 300 * time.Microsecond, 900 * time.Microsecond, 0.3525},
 		{"ten times", 300 * time.Microsecond, 3 * time.Millisecond, 0.0821},
+		{"a hundred times", 300 * time.Microsecond, 30 * time.Millisecond, 0.0028},
 		{"50ms slower", 300 * time.Microsecond, 50 * time.Millisecond, 0.0013},
 	} {
 		rs := testReplicas(2)

@@ -262,13 +262,23 @@ func testCluster(t *testing.T, srv server, name string, start func(context.Conte
 	}
 }
 
-// The stand-in images carry an entrypoint of their own, which the kit
-// replaces; the image's own still starts a single server.
+// The image's own entrypoint starts a single server, and the kit
+// replaces it: what the cluster tests do is the kit's, not the image's.
 func TestImageEntrypointIsReplaced(t *testing.T) {
 	out, err := exec.Command("docker", "image", "inspect", pgImage, "--format", "{{json .Config.Entrypoint}} {{json .Config.Volumes}}").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.True(t, strings.Contains(string(out), "docker-entrypoint.sh"), "the image's entrypoint: %s", out)
 	assert.True(t, strings.Contains(string(out), "/var/lib/postgresql/data"), "the image's volume: %s", out)
+
+	// Run as published, the image starts one server of its own.
+	id, err := exec.Command("docker", "run", "-d", "-e", "POSTGRES_PASSWORD=pw", pgImage).Output()
+	require.NoError(t, err)
+	ctr := strings.TrimSpace(string(id))
+	defer exec.Command("docker", "rm", "-f", "-v", ctr).Run()
+	require.Eventually(t, func() bool {
+		out, err := exec.Command("docker", "exec", ctr, "sh", "-c", "PGPASSWORD=pw psql -h 127.0.0.1 -U postgres -tAc 'SELECT 1'").Output()
+		return err == nil && strings.TrimSpace(string(out)) == "1"
+	}, time.Minute, 200*time.Millisecond, "the image's own entrypoint did not start a server")
 }
 
 // A replica that received more than the replica promoted over it cannot

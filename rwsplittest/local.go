@@ -71,25 +71,34 @@ func (l *local) logs(_ context.Context, i int) (string, error) {
 // on MariaDB it follows the current primary).
 func (l *local) restart(ctx context.Context, i int) error {
 	l.mu.Lock()
-	primary := l.primary
+	primary, lost := l.primary, l.former[i]
 	l.mu.Unlock()
 	n := l.nodeOf(i)
-	l.mu.Lock()
-	lost := l.former[i]
-	l.mu.Unlock()
-	if i == primary || !lost {
+	if !lost {
 		return n.Start(ctx)
 	}
+	if err := l.rejoin(ctx, n, l.nodeOf(primary)); err != nil {
+		return fmt.Errorf("rwsplittest: node %d: %w", i, err)
+	}
+	l.mu.Lock()
+	delete(l.former, i)
+	l.mu.Unlock()
+	return nil
+}
+
+// rejoin brings an old primary back as a replica of primary: a fresh
+// clone on PostgreSQL, read-only and following it on MariaDB.
+func (l *local) rejoin(ctx context.Context, n, primary *LocalNode) error {
 	if l.c.Kind() == Postgres {
-		return l.c.Reclone(ctx, n, l.nodeOf(primary))
+		return l.c.Reclone(ctx, n, primary)
 	}
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
 	if _, err := n.Exec(ctx, "SET GLOBAL read_only = 1"); err != nil {
-		return fmt.Errorf("rwsplittest: node %d: %w", i, err)
+		return err
 	}
-	return l.c.Follow(ctx, n, l.nodeOf(primary))
+	return l.c.Follow(ctx, n, primary)
 }
 
 // promote fences a running old primary (stops it), promotes node i and
