@@ -184,7 +184,7 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 	}
 	a.lastTry = now
 	if len(candidates) == 0 {
-		db.autoFailed(errors.New("no replica answers"))
+		db.autoFailed(cur, errors.New("no replica answers"), 0)
 		return
 	}
 	a.running.Store(true)
@@ -192,9 +192,10 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 		defer a.running.Store(false)
 		ctx, cancel := context.WithTimeout(db.health.ctx, a.cfg.Timeout)
 		defer cancel()
-		if err := db.promote(ctx, cur, candidates); err != nil {
+		start := time.Now()
+		if err := db.promote(ctx, cur, candidates, start); err != nil {
 			if db.health.ctx.Err() == nil {
-				db.autoFailed(err)
+				db.autoFailed(cur, err, time.Since(start))
 			}
 			return
 		}
@@ -202,10 +203,13 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 	})
 }
 
-func (db *DB) autoFailed(err error) {
+// autoFailed records a promotion attempt in place of old that promoted
+// none, after d.
+func (db *DB) autoFailed(old *Replica, err error, d time.Duration) {
 	db.auto.failures.Add(1)
 	db.auto.lastErr.Store(errorText(err))
 	db.cfg.logger.Error("rwsplit: automatic promotion failed; retrying later", "err", errorText(err), "after", db.auto.cfg.After)
+	db.emit(PromotionEvent{Old: old.name, Duration: d, Err: err})
 }
 
 // candidate is a replica considered for promotion.
@@ -218,8 +222,8 @@ type candidate struct {
 }
 
 // promote chooses one of the nodes at the indexes candidates, promotes it
-// and points the other replicas at it.
-func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error {
+// and points the other replicas at it; the attempt began at start.
+func (db *DB) promote(ctx context.Context, old *Replica, candidates []int, start time.Time) error {
 	d := db.positions.Load()
 	pr := d.promoter
 	if pr == nil {
@@ -256,6 +260,7 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int) error
 	}
 	db.auto.promotions.Add(1)
 	db.cfg.logger.Warn("rwsplit: replica promoted", "node", chosen.r.name)
+	db.emit(PromotionEvent{Node: chosen.r.name, Old: old.name, Duration: time.Since(start)})
 	for i, r := range db.nodes {
 		if r == chosen.r || r == old {
 			continue

@@ -103,24 +103,27 @@ type route struct {
 type pin uint8
 
 const (
-	pinNone    pin = iota
-	pinBounded     // bounded staleness: only nodes close enough qualify
-	pinSession     // a session's read: the session notes its node
-	pinSchema      // a write that changes the schema: its end sets the floor of reads
+	pinNone        pin = iota
+	pinBounded         // bounded staleness: only nodes close enough qualify
+	pinSession         // a session's read: the session notes its node
+	pinSchema          // a write that changes the schema: its end sets the floor of reads
+	pinForced          // the primary, as the context asks (WithPrimary, Strong)
+	pinSchemaFloor     // the primary, as no replica has replayed a schema change yet
 )
 
 // constrained says the node was chosen for a consistency that the
 // policy's other picks may not meet: such a read is not hedged.
 func (rt route) constrained() bool { return rt.pin != pinNone }
 
-// routeRead returns the node for a statement on the read path.
-func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
+// routeRead returns the node for a statement on the read path, and the
+// options of ctx.
+func (db *DB) routeRead(ctx context.Context, query string) (route, *callOptions, error) {
 	read := db.classes.isRead(db.dialect.class, query)
 	o := optionsOf(ctx)
 	if !read {
 		p, err := db.writer(ctx)
 		if err != nil {
-			return route{}, err
+			return route{}, o, err
 		}
 		if o != nil && o.session != nil {
 			// A writing query commits after its rows are read, out of
@@ -129,20 +132,22 @@ func (db *DB) routeRead(ctx context.Context, query string) (route, error) {
 		}
 		if sqlclass.IsSchemaChange(db.dialect.class, query) {
 			db.schemaBegin()
-			return route{r: p, pin: pinSchema}, nil
+			return route{r: p, pin: pinSchema}, o, nil
 		}
-		return route{r: p}, nil
+		return route{r: p}, o, nil
 	}
 	if o == nil {
 		// The only replica, if it is one and not ramping up after a
 		// return, nor kept off by a schema change, without the calls
 		// that the general case takes.
 		if r := db.snap.Load().only; r != nil && r.Role() == RoleReplica && r.rampStart.Load() == 0 && !db.schemaOpen.Load() {
-			return route{r: r, read: true}, nil
+			return route{r: r, read: true}, nil, nil
 		}
-		return db.routeReplica(ctx, query, nil)
+		rt, err := db.routeReplica(ctx, query, nil)
+		return rt, nil, err
 	}
-	return db.routeWith(ctx, o, query, nil)
+	rt, err := db.routeWith(ctx, o, query, nil)
+	return rt, o, err
 }
 
 // routeWith routes a pure read made with the options o, avoiding the nodes
@@ -151,7 +156,7 @@ func (db *DB) routeWith(ctx context.Context, o *callOptions, query string, tried
 	switch o.readLevel() {
 	case levelStrong:
 		p, err := db.readPrimary()
-		return route{r: p, read: true}, err
+		return route{r: p, read: true, pin: pinForced}, err
 	case levelSession:
 		return db.routeSession(ctx, o.session, query, tried)
 	case levelBounded:
@@ -219,9 +224,12 @@ func (db *DB) routeReplica(ctx context.Context, query string, tried *triedNodes)
 	if err != nil {
 		return route{}, err
 	}
-	if db.replicaCount == 0 || tried.has(p) || schema {
+	if schema {
 		// No replica has replayed a schema change yet: the primary,
 		// which is not a fallback for want of replicas, is not capped.
+		return route{r: p, read: true, pin: pinSchemaFloor}, nil
+	}
+	if db.replicaCount == 0 || tried.has(p) {
 		return route{r: p, read: true}, nil
 	}
 	if lim := db.cfg.fallbackLimit; lim >= 0 {
@@ -411,18 +419,28 @@ func execOn(ctx context.Context, r *Replica, prep *sharedStmt, args []any) (sql.
 // when the read fails, the error and (for wantRow) the row that carries it,
 // or no row when the read was refused before it was sent.
 func (db *DB) read(ctx context.Context, query string, prep *sharedStmt, args []any, wantRow bool) (*sql.Rows, *sql.Row, error) {
-	rt, err := db.routeRead(ctx, query)
+	rt, o, err := db.routeRead(ctx, query)
+	watch := db.watching(ctx, o)
 	if err != nil {
+		if watch {
+			db.observeRefused(ctx, o, OpQuery, err)
+		}
 		return nil, nil, db.refused(err)
 	}
 	var tried triedNodes
-	for {
+	var start int64
+	for attempt := 1; ; attempt++ {
 		db.sent(rt)
 		var rows *sql.Rows
 		var row *sql.Row
 		var err error
+		if watch {
+			start = monotime()
+		}
+		hedges, hedgeWon := 0, false
 		if db.cfg.hedging != nil && rt.hedgeable() {
-			a := db.hedgedRead(ctx, rt, query, prep, args, wantRow, &tried)
+			a, n := db.hedgedRead(ctx, rt, query, prep, args, wantRow, &tried)
+			hedges, hedgeWon = n, a.r != rt.r
 			if rows, row, err, rt.r = a.rows, a.row, a.err, a.r; err == nil {
 				rt.r.count(shardOf(), true)
 			}
@@ -446,10 +464,16 @@ func (db *DB) read(ctx context.Context, query string, prep *sharedStmt, args []a
 			db.schemaEnd(ctx)
 		}
 		if err == nil {
+			if watch {
+				db.observeRead(ctx, o, rt, attempt, hedges, hedgeWon, start, nil, false)
+			}
 			db.served(ctx, rt)
 			return rows, row, nil
 		}
 		next, ok := db.retryRoute(ctx, rt, err, query, &tried)
+		if watch {
+			db.observeRead(ctx, o, rt, attempt, hedges, hedgeWon, start, err, ok)
+		}
 		if !ok {
 			if !rt.read {
 				db.writeFailed(ctx, err)

@@ -328,7 +328,7 @@ func (p overheadPart) QueryContext(ctx context.Context, query string, args ...an
 			return nil, fmt.Errorf("%q classified as a write", query)
 		}
 	case "route", "both":
-		rt, err := db.routeRead(ctx, query)
+		rt, _, err := db.routeRead(ctx, query)
 		if err != nil {
 			return nil, err
 		}
@@ -393,7 +393,7 @@ func BenchmarkRouting(b *testing.B) {
 	b.Run("read", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			rt, err := db.routeRead(ctx, benchQuery)
+			rt, _, err := db.routeRead(ctx, benchQuery)
 			if err != nil || !rt.read {
 				b.Fatalf("routed to %v (read %v): %v", rt.r, rt.read, err)
 			}
@@ -488,4 +488,123 @@ func BenchmarkSessionQuery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// countingObserver is what a metrics adapter does per call, without its
+// library: a counter per operation and reason, and a latency sum.
+type countingObserver struct {
+	calls   [8][16]atomic.Uint64
+	latency atomic.Int64
+}
+
+func (o *countingObserver) ObserveCall(e CallEvent) {
+	o.calls[e.Op&7][e.Reason&15].Add(1)
+	o.latency.Add(int64(e.Latency))
+}
+
+func (o *countingObserver) ObserveEvent(Event) {}
+
+// BenchmarkObserver measures what observing costs: raw *sql.DB, rwsplit
+// without an observer and rwsplit with countingObserver, over the same
+// node handles (one replica), alternating in one loop as BenchmarkOverhead
+// does. It reports each side's ns/op and the observed DB's against the
+// plain one; allocations are checked by TestObserverAllocatesNothing.
+func BenchmarkObserver(b *testing.B) {
+	c := newCluster(b, 1)
+	obs := &countingObserver{}
+	observed, err := New(c.db.nodes[0].db, []*sql.DB{c.db.nodes[1].db}, WithDialect("postgres"), WithObserver(obs))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer observed.Close()
+	ctx := context.Background()
+	sides := []querier{c.db.nodes[1].db, c.db, observed}
+	do := func(q querier) error {
+		rows, err := q.QueryContext(ctx, benchQuery, 1)
+		if err == nil {
+			rows.Close()
+		}
+		return err
+	}
+	for _, parallel := range []bool{false, true} {
+		name := "Query/serial"
+		if parallel {
+			name = "Query/parallel"
+		}
+		b.Run(name, func(b *testing.B) {
+			per := alternate(b, sides, parallel, do)
+			if per == nil {
+				return
+			}
+			b.ReportMetric(per[0], "raw-ns/op")
+			b.ReportMetric(per[1], "rwsplit-ns/op")
+			b.ReportMetric(per[2], "observed-ns/op")
+			b.ReportMetric(per[1]/per[0], "x-raw")
+			b.ReportMetric(per[2]/per[1], "x-unobserved")
+		})
+	}
+}
+
+// alternate runs do on each side in turn, in blocks of overheadBlock
+// calls: from one goroutine, or from RunParallel's, which switch sides
+// together every overheadPhase. It returns each side's ns per call (per
+// call across the goroutines when parallel), or nil when a run was too
+// short to reach every side.
+func alternate(b *testing.B, sides []querier, parallel bool, do func(querier) error) []float64 {
+	d := make([]time.Duration, len(sides))
+	n := make([]int, len(sides))
+	goroutines := 1
+	if !parallel {
+		for i := 0; i < b.N; {
+			side := (i / overheadBlock) % len(sides)
+			start := time.Now()
+			j := 0
+			for ; j < overheadBlock && i < b.N; j, i = j+1, i+1 {
+				if err := do(sides[side]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			d[side] += time.Since(start)
+			n[side] += j
+		}
+	} else {
+		var mu sync.Mutex
+		var g atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			g.Add(1)
+			td := make([]time.Duration, len(sides))
+			tn := make([]int, len(sides))
+			for more := true; more; {
+				start := time.Now()
+				side := int(start.UnixNano()/int64(overheadPhase)) % len(sides)
+				j := 0
+				for ; j < overheadBlock; j++ {
+					if more = pb.Next(); !more {
+						break
+					}
+					if err := do(sides[side]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				td[side] += time.Since(start)
+				tn[side] += j
+			}
+			mu.Lock()
+			for i := range sides {
+				d[i] += td[i]
+				n[i] += tn[i]
+			}
+			mu.Unlock()
+		})
+		goroutines = int(g.Load())
+	}
+	per := make([]float64, len(sides))
+	for i := range sides {
+		if n[i] == 0 {
+			return nil
+		}
+		per[i] = float64(d[i]) / float64(n[i]) / float64(goroutines)
+	}
+	return per
 }

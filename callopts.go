@@ -13,6 +13,7 @@ type callOptions struct {
 	session     *Session
 	consistency Consistency
 	concern     *WriteConcern
+	info        *CallInfo // from WithCallInfo
 }
 
 type optionsKey struct{}

@@ -231,14 +231,26 @@ func (c *routingConn) pinToPrimary(ctx context.Context) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	if o := optionsOf(ctx); o != nil && o.session != nil {
+	o := optionsOf(ctx)
+	if o != nil && o.session != nil {
 		o.session.beginPending(db, ctx)
 	}
+	watch := db.watching(ctx, o)
 	r, err := db.writer(ctx)
 	if err != nil {
+		if watch {
+			db.observeRefused(ctx, o, OpConn, err)
+		}
 		return err
 	}
+	var start int64
+	if watch {
+		start = monotime()
+	}
 	conn, err := r.db.Conn(ctx)
+	if watch {
+		db.observeCall(ctx, o, OpConn, route{r: r}, ReasonRule, 1, 0, start, err, false)
+	}
 	if err != nil {
 		db.writeFailed(ctx, err)
 		return db.closedErr(err)

@@ -334,13 +334,21 @@ func (db *DB) exec(ctx context.Context, query string, prep *sharedStmt, args []a
 			return nil, err
 		}
 	}
+	watch := db.watching(ctx, o)
 	r, err := db.writer(ctx)
 	if err != nil {
+		if watch {
+			db.observeRefused(ctx, o, OpExec, err)
+		}
 		return nil, err
 	}
 	ddl := sqlclass.IsSchemaChange(db.dialect.class, query)
 	if ddl {
 		db.schemaBegin()
+	}
+	var start int64
+	if watch {
+		start = monotime()
 	}
 	c := r.begin(callWrite)
 	var res sql.Result
@@ -350,6 +358,9 @@ func (db *DB) exec(ctx context.Context, query string, prep *sharedStmt, args []a
 		res, err = r.db.ExecContext(ctx, query, args...)
 	}
 	r.end(ctx, c, err)
+	if watch {
+		db.observeCall(ctx, o, OpExec, route{r: r}, ReasonRule, 1, 0, start, err, false)
+	}
 	if ddl {
 		db.schemaEnd(ctx)
 	}
@@ -410,6 +421,7 @@ func (db *DB) beginRoute(ctx context.Context, opts *sql.TxOptions, pending bool,
 	}
 	var rt route
 	o := optionsOf(ctx)
+	watch := db.watching(ctx, o)
 	if opts != nil && opts.ReadOnly {
 		var err error
 		switch {
@@ -423,11 +435,17 @@ func (db *DB) beginRoute(ctx context.Context, opts *sql.TxOptions, pending bool,
 			rt, err = db.routeReplica(ctx, "", nil)
 		}
 		if err != nil {
+			if watch {
+				db.observeRefused(ctx, o, OpBegin, err)
+			}
 			return db.refused(err)
 		}
 	} else {
 		p, err := db.writer(ctx)
 		if err != nil {
+			if watch {
+				db.observeRefused(ctx, o, OpBegin, err)
+			}
 			return err
 		}
 		rt = route{r: p}
@@ -436,18 +454,28 @@ func (db *DB) beginRoute(ctx context.Context, opts *sql.TxOptions, pending bool,
 		}
 	}
 	var tried triedNodes
-	for {
+	var start int64
+	for attempt := 1; ; attempt++ {
 		db.sent(rt)
-		start := rt.r.begin(callOther)
+		if watch {
+			start = monotime()
+		}
+		c := rt.r.begin(callOther)
 		err := begin(rt.r)
-		rt.r.end(ctx, start, err)
+		rt.r.end(ctx, c, err)
 		db.done(rt)
 		if err == nil {
+			if watch {
+				db.observeCall(ctx, o, OpBegin, rt, rt.reason(attempt), attempt, 0, start, nil, false)
+			}
 			rt.r.transactions.Add(1)
 			noteRead(ctx, rt)
 			return nil
 		}
 		next, ok := db.retryRoute(ctx, rt, err, "", &tried)
+		if watch {
+			db.observeCall(ctx, o, OpBegin, rt, rt.reason(attempt), attempt, 0, start, err, ok)
+		}
 		if !ok {
 			if !rt.read {
 				db.writeFailed(ctx, err)

@@ -149,6 +149,19 @@
 // with database/sql ([Open] with "mysql" needs
 // _ "github.com/go-sql-driver/mysql" in your program).
 //
+// # Observing
+//
+// [DB.Stats] is a snapshot of every node. To see every call, give
+// [WithObserver] an [Observer]: it is told of each routed call when it ends
+// (a [CallEvent]: operation, node, role, the [Reason] the node was chosen,
+// latency, error) and of each change ([NodeEvent], [PrimaryChanged],
+// [WriteOutage], [PromotionEvent], [SessionWaited], [TokenRejected]). It
+// runs on the caller's goroutine and must be fast. Without an observer no
+// call is timed or reported. The modules rwsplitprom (Prometheus) and
+// rwsplitotel (OpenTelemetry) are observers. Without one, [WithCallInfo]
+// tells a caller which node served its last call, and a logger enabled
+// for Debug ([WithLogger]) gets one line per call.
+//
 // # Errors
 //
 // Errors a driver returns for a statement come back unchanged, so
@@ -197,6 +210,7 @@ package rwsplit
 //	http.go          the session middleware
 //	options.go       Option and the DB-wide settings
 //	stats.go         Stats
+//	observer.go      Observer, its events, CallInfo, the debug line per call
 //	conntrack.go     ConnTracker and OpenTracked: the nodes' connections, closed when a node leaves rotation
 //	errors.go        errors, and the one place that decides whose fault a failure is
 //	dsn.go           reading DSNs without leaking them, and naming nodes after them

@@ -55,6 +55,7 @@ func (db *DB) discoverRoles(results []probeResult) {
 			writable = append(writable, i)
 		} else if r.fenced.Swap(false) {
 			db.cfg.logger.Info("rwsplit: fenced node is a replica now", "node", r.name)
+			db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeUnfenced})
 		}
 	}
 	top := writable
@@ -72,11 +73,13 @@ func (db *DB) discoverRoles(results []probeResult) {
 					db.roles.fencings.Add(1)
 					db.cfg.logger.Error("rwsplit: node takes writes on an old timeline; fenced: no writes or reads go to it",
 						"node", r.name, "timeline", results[i].epoch.n, "highest", db.roles.maxTimeline)
+					db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeFenced})
 				}
 				continue
 			}
 			if results[i].epochKnown && r.fenced.Swap(false) {
 				db.cfg.logger.Info("rwsplit: fenced node takes writes on the highest timeline; no longer fenced", "node", r.name, "timeline", db.roles.maxTimeline)
+				db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeUnfenced})
 			}
 			top = append(top, i)
 		}
@@ -148,6 +151,7 @@ func (db *DB) switchPrimary(old, n *Replica) {
 	db.roles.troubleAt.CompareAndSwap(0, now)
 	db.awaitingWrite.Store(true)
 	db.cfg.logger.Info("rwsplit: primary changed", "from", old.name, "to", n.name)
+	db.emit(PrimaryChanged{From: old.name, To: n.name})
 	db.rebuild() // under health.mu, with the tracking of the calls it implies
 }
 
@@ -220,7 +224,9 @@ func (db *DB) wrote() {
 func (db *DB) firstWrite() {
 	if db.awaitingWrite.CompareAndSwap(true, false) {
 		if t := db.roles.troubleAt.Swap(0); t != 0 {
-			db.roles.lastOutage.Store(monotime() - t)
+			d := monotime() - t
+			db.roles.lastOutage.Store(d)
+			db.emit(WriteOutage{Primary: db.primary.Load().name, Duration: time.Duration(d)})
 		}
 	}
 }

@@ -274,7 +274,17 @@ func (db *DB) applyPosition(r *Replica, res probeResult, primaryPos *position, n
 		db.cfg.logger.Warn("rwsplit: a replica reports that it takes writes; no reads go to it", "node", r.name)
 	}
 	if r.Role() == RoleReplica {
-		r.lag.Store(int64(db.replicaLag(r, res, primaryPos, now)))
+		lag := int64(db.replicaLag(r, res, primaryPos, now))
+		old := r.lag.Swap(lag)
+		if db.cfg.maxLag > 0 && db.cfg.observer != nil {
+			if was, is := lagOver(old, db.cfg.maxLag), lagOver(lag, db.cfg.maxLag); was != is {
+				state := NodeCaughtUp
+				if is {
+					state = NodeLagging
+				}
+				db.emit(NodeEvent{Node: r.name, Role: RoleReplica, State: state, Lag: time.Duration(lag)})
+			}
+		}
 	}
 	if res.posKnown {
 		np := &nodePosition{pos: res.pos, epoch: res.epoch, epochKnown: res.epochKnown, at: res.at}
@@ -361,12 +371,14 @@ func (db *DB) setHealthy(r *Replica, up bool, cause error) {
 			r.rampStart.Store(max(monotime(), 1))
 		}
 		db.cfg.logger.Info("rwsplit: node up", "node", r.name, "role", r.Role().String())
+		db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeReinstated})
 	} else {
 		// Only good probes after the ejection bring the node back,
 		// whoever took it out: traffic may while its probes succeed.
 		r.okStreak.Store(0)
 		r.ejections.Add(1)
 		db.cfg.logger.Info("rwsplit: node down", "node", r.name, "role", r.Role().String(), "err", errorText(cause))
+		db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeEjected, Cause: errorText(cause)})
 	}
 	db.rebuild()
 	if !up {
@@ -458,12 +470,13 @@ func (db *DB) eligible(r *Replica) bool {
 	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() || r.suspect.Load() {
 		return false
 	}
-	if db.cfg.maxLag > 0 {
-		if lag := r.lag.Load(); lag != lagUnknown && lag > int64(db.cfg.maxLag) {
-			return false
-		}
-	}
-	return true
+	return db.cfg.maxLag <= 0 || !lagOver(r.lag.Load(), db.cfg.maxLag)
+}
+
+// lagOver says whether a measured lag keeps a replica's reads off under
+// the bound max (as eligible decides).
+func lagOver(lag int64, max time.Duration) bool {
+	return lag != lagUnknown && lag > int64(max)
 }
 
 func sameReplicas(a, b []*Replica) bool {

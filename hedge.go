@@ -342,10 +342,14 @@ func (h *hedged) call(ctx context.Context, a *attempt) {
 }
 
 // hedgedRead runs a read with hedging and returns the attempt whose answer
-// counts; every replica it sent the read to is added to tried.
-func (db *DB) hedgedRead(ctx context.Context, rt route, query string, prep *sharedStmt, args []any, wantRow bool, tried *triedNodes) *attempt {
+// counts, and the number of hedges sent; every replica it sent the read to
+// is added to tried.
+func (db *DB) hedgedRead(ctx context.Context, rt route, query string, prep *sharedStmt, args []any, wantRow bool, tried *triedNodes) (*attempt, int) {
 	h := &hedged{db: db, ctx: ctx, query: query, prep: prep, args: args, wantRow: wantRow}
 	a := h.run(rt)
+	h.mu.Lock()
+	hedges := len(h.hedges)
+	h.mu.Unlock()
 	if a == h.first {
 		// The read failed everywhere it was sent: a retry goes to a node
 		// it was not sent to.
@@ -356,5 +360,5 @@ func (db *DB) hedgedRead(ctx context.Context, rt route, query string, prep *shar
 		}
 		h.mu.Unlock()
 	}
-	return a
+	return a, hedges
 }

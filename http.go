@@ -97,6 +97,8 @@ func (db *DB) requestSession(r *http.Request, opts *HTTPSessionOptions) *Session
 		s, err := ResumeSession(t)
 		if err != nil {
 			db.cfg.logger.Debug("rwsplit: session token ignored", "err", err)
+			db.counts.tokensRejected.Add(1)
+			db.emit(TokenRejected{Reason: errorText(err)})
 			continue
 		}
 		db.adopt(r.Context(), s)

@@ -43,6 +43,10 @@ type config struct {
 	auto *AutoFailover // automatic promotion; nil: off
 
 	tracker *ConnTracker // the nodes' connections, closed on ejection; nil: none
+
+	observers []Observer   // as given to WithObserver
+	observer  Observer     // what the DB calls: nil for none, one, or all of them (set by validate)
+	debugLog  *slog.Logger // the logger, for one line per call at Debug; nil when it discards everything
 }
 
 // Defaults of the health and fallback settings; the With... functions
@@ -92,7 +96,10 @@ func WithPolicy(p Policy) Option {
 // The default, and nil, discards everything. rwsplit logs at Info when a
 // node goes down or comes back and the primary changes, at Warn for
 // failovers and when no replica is eligible, and at Debug for routing
-// decisions. Keys are stable: node, role, lag, err.
+// decisions: one line per routed call ("rwsplit: call", with op, node,
+// role, reason, latency, attempt and err), written only when the logger
+// is enabled for Debug, which each call asks it. Keys are stable: node,
+// role, lag, err.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l == nil {
@@ -267,6 +274,15 @@ func (c *config) validate(nodes int, addrs []string) error {
 	}
 	if c.interval == 0 {
 		c.interval = defaultInterval
+	}
+	for _, o := range c.observers {
+		if o == nil {
+			return fmt.Errorf("WithObserver: nil observer")
+		}
+	}
+	c.observer = observerOf(c.observers)
+	if c.logger.Handler() != slog.DiscardHandler {
+		c.debugLog = c.logger
 	}
 	if c.hedging != nil {
 		if err := c.hedging.validate(); err != nil {

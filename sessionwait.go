@@ -31,13 +31,17 @@ func (db *DB) awaitCoverage(ctx context.Context, snap *snapshot, d *dialect, v *
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	until := monotime() + int64(time.Until(deadline))
+	began := monotime()
+	until := began + int64(time.Until(deadline))
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
-	for {
+	for waited := false; ; waited = true {
 		changed := db.positionsChanged()
 		for _, r := range snap.replicas {
 			if !tried.has(r) && db.sessionCovers(r, d, v) {
+				if waited {
+					db.emit(SessionWaited{Context: ctx, Node: r.name, Waited: time.Duration(monotime() - began)})
+				}
 				return r
 			}
 		}
@@ -49,8 +53,10 @@ func (db *DB) awaitCoverage(ctx context.Context, snap *snapshot, d *dialect, v *
 		select {
 		case <-changed:
 		case <-timer.C:
+			db.emit(SessionWaited{Context: ctx, Waited: time.Duration(monotime() - began)})
 			return nil
 		case <-ctx.Done():
+			db.emit(SessionWaited{Context: ctx, Waited: time.Duration(monotime() - began)})
 			return nil
 		}
 	}

@@ -21,7 +21,8 @@ type Stats struct {
 	// Read-your-writes: session reads routed to a replica and to the
 	// primary, round trips made to read positions (after session writes,
 	// for pending sessions, write concerns and session waits), and
-	// resumed tokens not accepted.
+	// resumed tokens not accepted (refused by the DB, or unreadable by
+	// SessionMiddleware).
 	// Failover: primary changes followed, nodes fenced (writable on an
 	// old timeline), times several writable nodes were seen (writes
 	// refused), why writes are refused now (empty when they are not), and

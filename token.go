@@ -329,4 +329,5 @@ func (db *DB) rejectToken(s *Session, why string) {
 	s.node = nil
 	db.counts.tokensRejected.Add(1)
 	db.cfg.logger.Warn("rwsplit: session token rejected; the session starts empty", "reason", why)
+	db.emit(TokenRejected{Reason: why})
 }
