@@ -1,12 +1,15 @@
 # rwsplit: `make demo` shows it working on a local cluster, `make test` runs
 # the whole suite (unit, real-server integration, examples build).
 GO      ?= go
-MODULES := . rwsplitpgx rwsplitmysql rwsplittest integration examples
-# Modules whose tests need no server: the core and the driver modules.
-UNIT_MODULES := . rwsplitpgx rwsplitmysql
+MODULES := . rwsplitpgx rwsplitmysql rwsplittest rwsplitprom rwsplitotel integration examples docs/plots
+# Modules whose tests need no server: the core, the driver modules and the
+# chart program.
+UNIT_MODULES := . rwsplitpgx rwsplitmysql docs/plots
+# The observer adapters: their tests run on local servers (no Docker).
+ADAPTERS := rwsplitprom rwsplitotel
 TESTFLAGS ?= -race -count=1
 
-.PHONY: deps test vet unit integration kit examples demo bench fuzz chaos generate
+.PHONY: deps test vet unit integration kit adapters examples demo bench benchdata plots fuzz chaos generate
 
 # testcontainers-go, for the test kit's container backend. These machines
 # carry /.dockerenv, so without the override testcontainers-go would reach
@@ -32,11 +35,14 @@ integration: deps
 kit: deps
 	cd rwsplittest && $(KIT_ENV) $(GO) test $(TESTFLAGS) -timeout 10m ./...
 
+adapters: deps
+	@for m in $(ADAPTERS); do echo "go test ($$m)"; (cd $$m && $(GO) test $(TESTFLAGS) ./...) || exit 1; done
+
 examples: deps
 	cd examples && $(GO) build -o /dev/null ./... && $(GO) run ./orm
 	cd examples && $(KIT_ENV) $(GO) test $(TESTFLAGS) ./testing/...
 
-test: deps vet unit integration kit examples
+test: deps vet unit integration kit adapters examples
 
 demo:
 	@RWSPLIT_NO_DOCKER=1 bash scripts/deps.sh
@@ -45,6 +51,27 @@ demo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd integration && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The charts in docs/ (BENCHMARKS.md, README). `make benchdata` reruns the
+# benchmarks behind them on local servers (about 5 minutes) and writes
+# their output to docs/bench/*.txt, each file replaced only if its
+# benchmark passed (else the output is shown); `make plots` redraws
+# docs/*.svg from those committed files with Go alone (docs/plots, a
+# module of its own) and runs no benchmark.
+BENCHDATA := docs/bench
+# $(call bench_to,FILE): the output into FILE, or shown and dropped on failure.
+bench_to = > $(1).tmp || { cat $(1).tmp; rm -f $(1).tmp; exit 1; }; mv $(1).tmp $(1)
+
+benchdata:
+	@RWSPLIT_NO_DOCKER=1 bash scripts/deps.sh
+	@mkdir -p $(BENCHDATA)
+	$(GO) test -run '^$$' -bench '^BenchmarkOverhead$$' -benchmem -count 15 -cpu 2 . $(call bench_to,$(BENCHDATA)/overhead.txt)
+	cd integration && $(GO) test -run '^$$' -bench '^BenchmarkTailLatency$$' -benchtime=1x -benchmem -count 5 -timeout 10m . $(call bench_to,../$(BENCHDATA)/tail.txt)
+	cd integration && $(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime=1x -benchmem -timeout 20m . $(call bench_to,../$(BENCHDATA)/failover.txt)
+	cd integration && $(GO) test -run '^$$' -bench '^BenchmarkSessionReplicaShare$$' -benchtime=1x -benchmem -timeout 10m . $(call bench_to,../$(BENCHDATA)/session.txt)
+
+plots:
+	cd docs/plots && $(GO) run . -in ../bench -out ..
 
 # The chaos test alone, 60s (crashes, freezes and restarts replicas under
 # load), with its report. See BENCHMARKS.md.

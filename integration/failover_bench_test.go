@@ -31,6 +31,14 @@ import (
 //   - lost: acknowledged writes missing on the new primary (replication
 //     is asynchronous and the writer never pauses).
 //
+// For the timeline in docs/failover.svg it also reports, as offsets from
+// the crash begun in ms: the last write acknowledged before the crash
+// (last-write-at-ms, negative), the server gone (down-at-ms), the first
+// write refused (detected-at-ms, the same instant as detection), the
+// promotion done (promoted-at-ms), rwsplit's primary switched
+// (switched-at-ms) and the first write begun after the crash
+// acknowledged (first-write-at-ms).
+//
 // Each case starts its own cluster. Run it with -benchtime=1x:
 //
 //	go test -run '^$' -bench Failover -benchtime=1x -timeout 10m ./...
@@ -54,6 +62,15 @@ func BenchmarkFailover(b *testing.B) {
 				b.ReportMetric(float64(r.switched)/1e6, "switch-ms")
 				b.ReportMetric(float64(r.outage)/1e6, "outage-ms")
 				b.ReportMetric(float64(r.lost), "lost")
+				for _, m := range []struct {
+					unit string
+					at   time.Duration
+				}{
+					{"last-write-at-ms", r.lastWriteAt}, {"down-at-ms", r.downAt}, {"detected-at-ms", r.detection},
+					{"promoted-at-ms", r.promotedAt}, {"switched-at-ms", r.switchedAt}, {"first-write-at-ms", r.firstWriteAt},
+				} {
+					b.ReportMetric(float64(m.at)/1e6, m.unit)
+				}
 				fmt.Fprintf(&table, "%-9s %-17s %-9v %10v %10v %10v %10v %6d %6d\n", kind, mode, interval,
 					r.detection.Round(time.Millisecond), r.promote.Round(time.Millisecond), r.switched.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.acked, r.lost)
 			})
@@ -65,6 +82,8 @@ func BenchmarkFailover(b *testing.B) {
 type failoverFigures struct {
 	detection, promote, switched, outage time.Duration
 	acked, lost                          int
+	// The timeline: offsets from the crash begun.
+	lastWriteAt, downAt, promotedAt, switchedAt, firstWriteAt time.Duration
 }
 
 func failoverRun(b *testing.B, kind rwsplittest.Kind, mode string, interval time.Duration) failoverFigures {
@@ -142,6 +161,8 @@ func failoverRun(b *testing.B, kind rwsplittest.Kind, mode string, interval time
 	}
 	f.promote = promotedAt.Sub(crashAt)
 	f.switched = time.Since(promotedAt)
+	f.downAt, f.promotedAt = crashAt.Sub(crashBegun), promotedAt.Sub(crashBegun)
+	f.switchedAt = f.promotedAt + f.switched
 	for _, n := range db.Stats().Nodes {
 		for _, r := range c.Replicas() {
 			if n.Role == rwsplit.RolePrimary && n.Name == r.Addr() {
@@ -172,6 +193,7 @@ func failoverRun(b *testing.B, kind rwsplittest.Kind, mode string, interval time
 		f.detection = firstRefused.Sub(crashBegun)
 	}
 	f.outage = firstAfter.Sub(lastBefore)
+	f.lastWriteAt, f.firstWriteAt = lastBefore.Sub(crashBegun), firstAfter.Sub(crashBegun)
 	f.acked = len(acked)
 	check, err := sql.Open(c.DriverName(), promoted.DSN())
 	if err != nil {
