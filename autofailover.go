@@ -158,7 +158,7 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 	now := monotime()
 	cur := db.primary.Load()
 	var curRes probeResult
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		if r == cur {
 			curRes = results[i]
 		}
@@ -176,10 +176,10 @@ func (db *DB) checkAutoFailover(results []probeResult) {
 		a.running.Load() || db.writeBlock.Load() != nil {
 		return
 	}
-	var candidates []int // indexes in db.nodes
-	for i, r := range db.nodes {
-		if r != cur && results[i].err == nil && results[i].roleKnown && !results[i].primary && !r.fenced.Load() {
-			candidates = append(candidates, i)
+	var candidates []*Replica
+	for i, r := range db.nodeList() {
+		if r != cur && r.admin != nil && results[i].err == nil && results[i].roleKnown && !results[i].primary && !r.fenced.Load() {
+			candidates = append(candidates, r)
 		}
 	}
 	a.lastTry = now
@@ -221,9 +221,9 @@ type candidate struct {
 	streaming bool   // still connected to the old primary
 }
 
-// promote chooses one of the nodes at the indexes candidates, promotes it
+// promote chooses one of the candidates, promotes it
 // and points the other replicas at it; the attempt began at start.
-func (db *DB) promote(ctx context.Context, old *Replica, candidates []int, start time.Time) error {
+func (db *DB) promote(ctx context.Context, old *Replica, candidates []*Replica, start time.Time) error {
 	d := db.positions.Load()
 	pr := d.promoter
 	if pr == nil {
@@ -231,9 +231,8 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int, start
 	}
 	var cands []candidate
 	var lastErr error
-	for _, i := range candidates {
-		r := db.nodes[i]
-		c := candidate{r: r, admin: db.auto.cfg.Admin[i], addr: db.auto.cfg.Addrs[i]}
+	for _, r := range candidates {
+		c := candidate{r: r, admin: r.admin, addr: r.addr}
 		if err := pr.received(ctx, &c); err != nil {
 			lastErr = fmt.Errorf("%s: %w", r.name, err)
 			db.cfg.logger.Warn("rwsplit: replica not considered for promotion", "node", r.name, "err", errorText(err))
@@ -261,11 +260,11 @@ func (db *DB) promote(ctx context.Context, old *Replica, candidates []int, start
 	db.auto.promotions.Add(1)
 	db.cfg.logger.Warn("rwsplit: replica promoted", "node", chosen.r.name)
 	db.emit(PromotionEvent{Node: chosen.r.name, Old: old.name, Duration: time.Since(start)})
-	for i, r := range db.nodes {
-		if r == chosen.r || r == old {
+	for _, r := range db.nodeList() {
+		if r == chosen.r || r == old || r.admin == nil {
 			continue
 		}
-		if err := pr.follow(ctx, db.auto.cfg.Admin[i], chosen.addr); err != nil {
+		if err := pr.follow(ctx, r.admin, chosen.addr); err != nil {
 			db.cfg.logger.Error("rwsplit: replica not repointed at the new primary; repoint it by hand", "node", r.name, "primary", chosen.r.name, "err", errorText(err))
 		} else {
 			db.cfg.logger.Info("rwsplit: replica follows the new primary", "node", r.name, "primary", chosen.r.name)

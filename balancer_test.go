@@ -217,7 +217,7 @@ func TestCallerCancellationIsNotNodeFault(t *testing.T) {
 		_, err := c.db.QueryContext(ctx, "SELECT 1")
 		done <- err
 	}()
-	for c.db.nodes[1].InFlight() == 0 {
+	for c.db.nodeList()[1].InFlight() == 0 {
 		runtime.Gosched()
 	}
 	cancel()

@@ -41,9 +41,9 @@ func benchTargets(b *testing.B, write bool) []benchTarget {
 		targets = append(targets, benchTarget{fmt.Sprintf("rwsplit/replicas=%d", n), c.db})
 	}
 	one := targets[0].q.(*DB)
-	raw := one.nodes[1].db
+	raw := one.nodeList()[1].db
 	if write {
-		raw = one.nodes[0].db
+		raw = one.nodeList()[0].db
 	}
 	return append([]benchTarget{{"raw", raw}}, targets...)
 }
@@ -146,7 +146,7 @@ func BenchmarkOverhead(b *testing.B) {
 		name string
 		do   func(querier) error
 		raw  *sql.DB
-	}{{"Query", query, c.db.nodes[1].db}, {"Exec", exec, c.db.nodes[0].db}}
+	}{{"Query", query, c.db.nodeList()[1].db}, {"Exec", exec, c.db.nodeList()[0].db}}
 	for _, n := range []int{2, 4} {
 		b.Run(fmt.Sprintf("Query/parallel/replicas=%d", n), func(b *testing.B) { overheadReplicas(b, n) })
 	}
@@ -210,10 +210,10 @@ func (r *roundRobinRouter) ExecContext(ctx context.Context, query string, args .
 func overheadReplicas(b *testing.B, n int) {
 	c := newCluster(b, n)
 	var handles []*sql.DB
-	for _, r := range c.db.nodes[1:] {
+	for _, r := range c.db.nodeList()[1:] {
 		handles = append(handles, r.db)
 	}
-	sides := [3]querier{handles[0], &roundRobinRouter{replicas: handles, primary: c.db.nodes[0].db}, c.db}
+	sides := [3]querier{handles[0], &roundRobinRouter{replicas: handles, primary: c.db.nodeList()[0].db}, c.db}
 	ctx := context.Background()
 	var mu sync.Mutex
 	var total [3]struct {
@@ -297,7 +297,7 @@ func interleave(b *testing.B, sides [2]querier, do func(querier) error) {
 func BenchmarkOverheadParts(b *testing.B) {
 	c := newCluster(b, 1)
 	ctx := context.Background()
-	raw := c.db.nodes[1].db
+	raw := c.db.nodeList()[1].db
 	do := func(q querier) error {
 		rows, err := q.QueryContext(ctx, benchQuery, 1)
 		if err == nil {
@@ -321,7 +321,7 @@ func (p overheadPart) QueryContext(ctx context.Context, query string, args ...an
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	r := db.nodes[1]
+	r := db.nodeList()[1]
 	switch p.part {
 	case "classify":
 		if !db.classes.isRead(db.dialect.class, query) {
@@ -463,7 +463,7 @@ func BenchmarkPoolStats(b *testing.B) {
 // the benchmark sets them as a probe would.
 func BenchmarkSessionQuery(b *testing.B) {
 	c := newCluster(b, 2)
-	for _, r := range c.db.nodes {
+	for _, r := range c.db.nodeList() {
 		r.pos.Store(&nodePosition{pos: position{lsn: 1 << 40}, epoch: epoch{n: 1}, epochKnown: true, at: monotime()})
 	}
 	for _, mode := range []string{"no-session", "session"} {
@@ -512,13 +512,13 @@ func (o *countingObserver) ObserveEvent(Event) {}
 func BenchmarkObserver(b *testing.B) {
 	c := newCluster(b, 1)
 	obs := &countingObserver{}
-	observed, err := New(c.db.nodes[0].db, []*sql.DB{c.db.nodes[1].db}, WithDialect("postgres"), WithObserver(obs))
+	observed, err := New(c.db.nodeList()[0].db, []*sql.DB{c.db.nodeList()[1].db}, WithDialect("postgres"), WithObserver(obs))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer observed.Close()
 	ctx := context.Background()
-	sides := []querier{c.db.nodes[1].db, c.db, observed}
+	sides := []querier{c.db.nodeList()[1].db, c.db, observed}
 	do := func(q querier) error {
 		rows, err := q.QueryContext(ctx, benchQuery, 1)
 		if err == nil {

@@ -612,6 +612,7 @@ type sharedStmt struct {
 
 	mu    sync.Mutex                 // serialises preparing
 	nodes []atomic.Pointer[sql.Stmt] // by node index; nil: not prepared there yet
+	later map[int]*sql.Stmt          // on nodes that joined after it was made, by index (guarded by mu)
 }
 
 func (sc *stmtCache) acquire(db *DB, query string) *sharedStmt {
@@ -619,7 +620,7 @@ func (sc *stmtCache) acquire(db *DB, query string) *sharedStmt {
 	defer sc.mu.Unlock()
 	s := sc.m[query]
 	if s == nil {
-		s = &sharedStmt{query: query, nodes: make([]atomic.Pointer[sql.Stmt], len(db.nodes))}
+		s = &sharedStmt{query: query, nodes: make([]atomic.Pointer[sql.Stmt], db.fleet.next.Load())}
 		if sc.m == nil {
 			sc.m = make(map[string]*sharedStmt)
 		}
@@ -657,6 +658,9 @@ func (sc *stmtCache) closeAll() {
 // on returns the statement prepared on node r, preparing it there first
 // if this is its first use on r.
 func (s *sharedStmt) on(ctx context.Context, r *Replica) (*sql.Stmt, error) {
+	if r.index >= len(s.nodes) {
+		return s.onLater(ctx, r)
+	}
 	slot := &s.nodes[r.index]
 	if st := slot.Load(); st != nil {
 		return st, nil
@@ -674,6 +678,24 @@ func (s *sharedStmt) on(ctx context.Context, r *Replica) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// onLater is on for a node that joined after s was made.
+func (s *sharedStmt) onLater(ctx context.Context, r *Replica) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.later[r.index]; st != nil {
+		return st, nil
+	}
+	st, err := r.db.PrepareContext(ctx, s.query)
+	if err != nil {
+		return nil, err
+	}
+	if s.later == nil {
+		s.later = make(map[int]*sql.Stmt)
+	}
+	s.later[r.index] = st
+	return st, nil
+}
+
 func (s *sharedStmt) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -681,6 +703,10 @@ func (s *sharedStmt) close() {
 		if st := s.nodes[i].Swap(nil); st != nil {
 			st.Close()
 		}
+	}
+	for i, st := range s.later {
+		st.Close()
+		delete(s.later, i)
 	}
 }
 

@@ -394,7 +394,7 @@ func BenchmarkConnector(b *testing.B) {
 		routedDB.SetMaxIdleConns(8)
 		b.Cleanup(func() { routedDB.Close() })
 		ctx := context.Background()
-		rawStmt, err := c.db.nodes[1].db.PrepareContext(ctx, benchQuery)
+		rawStmt, err := c.db.nodeList()[1].db.PrepareContext(ctx, benchQuery)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -417,15 +417,15 @@ func BenchmarkConnector(b *testing.B) {
 			return err
 		}
 		pass := map[string]*sql.DB{
-			"Query": sql.OpenDB(passthrough{c.db.nodes[1].db}),
-			"Exec":  sql.OpenDB(passthrough{c.db.nodes[0].db}),
+			"Query": sql.OpenDB(passthrough{c.db.nodeList()[1].db}),
+			"Exec":  sql.OpenDB(passthrough{c.db.nodeList()[0].db}),
 		}
 		for _, p := range pass {
 			b.Cleanup(func() { p.Close() })
 		}
 		sides := map[string][2]querier{
-			"Query":    {c.db.nodes[1].db, routedDB},
-			"Exec":     {c.db.nodes[0].db, routedDB},
+			"Query":    {c.db.nodeList()[1].db, routedDB},
+			"Exec":     {c.db.nodeList()[0].db, routedDB},
 			"Prepared": {stmtQuerier{rawStmt}, stmtQuerier{routedStmt}},
 		}
 		do := map[string]func(querier) error{"Query": query, "Exec": exec, "Prepared": query}

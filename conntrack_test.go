@@ -69,7 +69,7 @@ func TestConnTrackerClosesConnectionsOnEjection(t *testing.T) {
 		_, err := conn.Read(make([]byte, 1))
 		read <- err
 	}()
-	c.db.setHealthy(c.db.nodes[1], false, errRefused)
+	c.db.setHealthy(c.db.nodeList()[1], false, errRefused)
 	select {
 	case err := <-read:
 		if err == nil {

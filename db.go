@@ -34,7 +34,7 @@ type DB struct {
 	classes       classCache               // traffic
 	cfg           config                   // fixed by New; its fields read by every call come first
 
-	nodes []*Replica // every node, the configured primary first; fixed
+	nodes atomic.Pointer[[]*Replica] // every node, the configured primary first, then in the order they joined; replaced by the health loop (fleet.go)
 
 	positions   positionDialect // the dialect of positions: settled by the first probe that answers
 	health      health          // the health loop's state (health.go)
@@ -46,6 +46,7 @@ type DB struct {
 	errRows     errRows         // rows that carry a refusal: opened by the first, closed by Close (row.go)
 	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
 	routing     routing         // the routing *sql.DB and the statements prepared on nodes (connector.go)
+	fleet       fleet           // changes of the node set (fleet.go, discovery.go)
 
 	closeMu sync.Mutex // serialises Close
 }
@@ -166,6 +167,7 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		}
 		db.auto = &autoFailover{cfg: *cfg.auto}
 	}
+	var nodes []*Replica
 	for i, h := range handles {
 		r := &Replica{name: names[i], db: h, monitor: h, owner: db, weight: 1, index: i}
 		r.healthy.Store(true) // until a probe says otherwise: New does not wait
@@ -173,22 +175,29 @@ func newDB(op string, primary *sql.DB, replicas []*sql.DB, names, addrs []string
 		if cfg.monitors != nil {
 			r.monitor = cfg.monitors[i]
 		}
+		if cfg.auto != nil {
+			r.admin, r.addr = cfg.auto.Admin[i], cfg.auto.Addrs[i]
+		}
 		if i == 0 {
 			r.role.Store(int32(RolePrimary))
 			r.probedPrimary.Store(true) // until a probe says otherwise
 		} else if weights != nil {
 			r.weight = weights.weightOf(i - 1)
 		}
-		db.nodes = append(db.nodes, r)
+		nodes = append(nodes, r)
 	}
+	db.nodes.Store(&nodes)
+	db.fleet.next.Store(int64(len(nodes)))
+	db.fleet.ops = make(chan fleetOp)
+	db.fleet.found = make(chan []DiscoveredNode, 1)
 	db.classes.init()
 	db.routing.connector = &connector{db: db}
 	db.routing.sessions.init()
 	db.positions.d.Store(d)
 	db.positions.known.Store(!d.askFlavor || cfg.dialect != "")
-	db.primary.Store(db.nodes[0])
-	db.snap.Store(newSnapshot(db.cfg.policy, db.nodes[1:]))
-	db.setTracking(db.nodes[1:])
+	db.primary.Store(db.nodeList()[0])
+	db.snap.Store(newSnapshot(db.cfg.policy, db.nodeList()[1:]))
+	db.setTracking(db.nodeList()[1:])
 	db.startHealth()
 	db.cfg.logger.Debug("rwsplit: ready", "dialect", d.name, "replicas", len(replicas))
 	return db, nil
@@ -270,7 +279,9 @@ func openNodes(primaryDSN string, replicaDSNs []string, opts []Option, open func
 		}
 		names = append(names, name)
 	}
-	db, err := newDB(op, handles[0], handles[1:], nodeNames(names), addrs, opts)
+	// Nodes that discovery finds later open the same way.
+	later := optionFunc(func(c *config) { c.opener = open })
+	db, err := newDB(op, handles[0], handles[1:], nodeNames(names), addrs, append(opts[:len(opts):len(opts)], later))
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -515,9 +526,9 @@ func (db *DB) PingContext(ctx context.Context) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	errs := make([]error, len(db.nodes))
+	errs := make([]error, len(db.nodeList()))
 	var wg sync.WaitGroup
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		wg.Go(func() {
 			if err := r.db.PingContext(ctx); err != nil {
 				errs[i] = &Error{Op: "ping", Node: r.name, Err: db.closedErr(err)}
@@ -561,7 +572,7 @@ func (db *DB) Ping() error {
 // SetMaxOpenConns sets the maximum number of open connections of every
 // node's pool, as [sql.DB.SetMaxOpenConns] does for one.
 func (db *DB) SetMaxOpenConns(n int) {
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		r.db.SetMaxOpenConns(n)
 	}
 }
@@ -569,7 +580,7 @@ func (db *DB) SetMaxOpenConns(n int) {
 // SetMaxIdleConns sets the maximum number of idle connections of every
 // node's pool, as [sql.DB.SetMaxIdleConns] does for one.
 func (db *DB) SetMaxIdleConns(n int) {
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		r.db.SetMaxIdleConns(n)
 	}
 }
@@ -577,7 +588,7 @@ func (db *DB) SetMaxIdleConns(n int) {
 // SetConnMaxLifetime sets the maximum lifetime of a connection in every
 // node's pool, as [sql.DB.SetConnMaxLifetime] does for one.
 func (db *DB) SetConnMaxLifetime(d time.Duration) {
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		r.db.SetConnMaxLifetime(d)
 	}
 }
@@ -585,7 +596,7 @@ func (db *DB) SetConnMaxLifetime(d time.Duration) {
 // SetConnMaxIdleTime sets the maximum idle time of a connection in every
 // node's pool, as [sql.DB.SetConnMaxIdleTime] does for one.
 func (db *DB) SetConnMaxIdleTime(d time.Duration) {
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		r.db.SetConnMaxIdleTime(d)
 	}
 }
@@ -604,12 +615,13 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.stopHealth()
-	db.errRows.close() // closing a handle that never connected cannot fail
+	db.fleet.drains.Wait() // the nodes that left close their handles
+	db.errRows.close()     // closing a handle that never connected cannot fail
 	var errs []error
 	if err := db.closeRouter(); err != nil {
 		errs = append(errs, &Error{Op: "close", Err: err})
 	}
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if err := r.db.Close(); err != nil {
 			errs = append(errs, &Error{Op: "close", Node: r.name, Err: err})
 		}
@@ -620,9 +632,12 @@ func (db *DB) Close() error {
 		}
 	}
 	if db.auto != nil {
-		for i, h := range db.auto.cfg.Admin {
-			if err := h.Close(); err != nil {
-				errs = append(errs, &Error{Op: "close admin", Node: db.nodes[i].name, Err: err})
+		for _, r := range db.nodeList() {
+			if r.admin == nil {
+				continue
+			}
+			if err := r.admin.Close(); err != nil {
+				errs = append(errs, &Error{Op: "close admin", Node: r.name, Err: err})
 			}
 		}
 	}
@@ -636,7 +651,7 @@ func (db *DB) Primary() *sql.DB { return db.primary.Load().db }
 // in the order they were given.
 func (db *DB) Replicas() []*sql.DB {
 	var out []*sql.DB
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if r.Role() == RoleReplica {
 			out = append(out, r.db)
 		}
@@ -652,3 +667,8 @@ func (db *DB) GetDBConn() (*sql.DB, error) {
 	}
 	return db.Primary(), nil
 }
+
+// nodeList returns every node: the configured primary first, then the
+// others in the order they joined. The slice is never modified: a change
+// of the node set publishes a new one.
+func (db *DB) nodeList() []*Replica { return *db.nodes.Load() }

@@ -261,7 +261,7 @@ func TestOpenNamesNodesByAddress(t *testing.T) {
 // ErrNoReplica) is cheap: no handle and no goroutine per call.
 func TestRefusedQueryRowIsCheap(t *testing.T) {
 	c := newCluster(t, 1, WithFallbackLimit(0), WithHealthCheckInterval(time.Hour), WithDialect("generic"))
-	c.db.nodes[1].healthy.Store(false)
+	c.db.nodeList()[1].healthy.Store(false)
 	c.db.rebuild()
 	ctx := context.Background()
 	if err := c.db.QueryRowContext(ctx, "SELECT 1").Scan(new(string)); !errors.Is(err, ErrNoReplica) {

@@ -40,7 +40,7 @@ func (db *DB) discoverRoles(results []probeResult) {
 	var writable []int
 	for i, res := range results {
 		if res.err != nil {
-			if db.nodes[i] == cur {
+			if db.nodeList()[i] == cur {
 				db.primaryTrouble()
 			}
 			continue
@@ -50,7 +50,7 @@ func (db *DB) discoverRoles(results []probeResult) {
 			// without the privilege): nothing to learn from it.
 			continue
 		}
-		r := db.nodes[i]
+		r := db.nodeList()[i]
 		if res.primary {
 			writable = append(writable, i)
 		} else if r.fenced.Swap(false) {
@@ -67,7 +67,7 @@ func (db *DB) discoverRoles(results []probeResult) {
 		}
 		top = top[:0:0]
 		for _, i := range writable {
-			r := db.nodes[i]
+			r := db.nodeList()[i]
 			if results[i].epochKnown && results[i].epoch.n < db.roles.maxTimeline {
 				if !r.fenced.Swap(true) {
 					db.roles.fencings.Add(1)
@@ -92,13 +92,13 @@ func (db *DB) discoverRoles(results []probeResult) {
 		}
 	case 1:
 		db.setWriteBlock(nil, "")
-		if n := db.nodes[top[0]]; n != cur {
+		if n := db.nodeList()[top[0]]; n != cur {
 			db.switchPrimary(cur, n)
 		}
 	default:
 		names := make([]string, len(top))
 		for k, i := range top {
-			names[k] = db.nodes[i].name
+			names[k] = db.nodeList()[i].name
 		}
 		reason := strings.Join(names, ", ")
 		db.setWriteBlock(fmt.Errorf("%w: %s", ErrSplitBrain, reason), reason)
@@ -107,14 +107,14 @@ func (db *DB) discoverRoles(results []probeResult) {
 	// trouble, if any, is over, and must not count in a later outage.
 	p := db.primary.Load()
 	if !db.awaitingWrite.Load() && db.writeBlock.Load() == nil && !p.fenced.Load() {
-		for i, r := range db.nodes {
+		for i, r := range db.nodeList() {
 			if r == p && results[i].err == nil && results[i].roleKnown && results[i].primary {
 				db.roles.troubleAt.Store(0)
 			}
 		}
 	}
 	// Former primaries that now follow: replicas.
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		if r != p && r.Role() == RolePrimary && results[i].err == nil && results[i].roleKnown && !results[i].primary {
 			r.role.Store(int32(RoleReplica))
 		}

@@ -53,12 +53,12 @@ func newRoleCluster(t *testing.T, dialect string, replicas int, opts ...Option) 
 // of the nodes (primary first), as probeRound does once all have answered.
 func playRound(t *testing.T, db *DB, round []probeResult) {
 	t.Helper()
-	if len(round) != len(db.nodes) {
-		t.Fatalf("round of %d results for %d nodes", len(round), len(db.nodes))
+	if len(round) != len(db.nodeList()) {
+		t.Fatalf("round of %d results for %d nodes", len(round), len(db.nodeList()))
 	}
 	results := slices.Clone(round)
 	start := monotime()
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		results[i].at = start
 		results[i] = db.applyLiveness(r, results[i], 0)
 	}
@@ -132,7 +132,7 @@ func execCounts(c *cluster) map[string]int64 {
 // primaryName returns the name of the node whose handle Primary returns.
 func primaryName(db *DB) string {
 	p := db.Primary()
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if r.db == p {
 			return r.name
 		}
@@ -307,7 +307,7 @@ func TestRolesPromotedReplicaBecomesPrimary(t *testing.T) {
 			if p := nodeStats(c.db, "p"); !p.Up {
 				t.Errorf("old primary not up: %s", roleSummary(p))
 			}
-			if got := c.db.Replicas(); len(got) != 2 || got[0] != c.db.nodes[0].db || got[1] != c.db.nodes[2].db {
+			if got := c.db.Replicas(); len(got) != 2 || got[0] != c.db.nodeList()[0].db || got[1] != c.db.nodeList()[2].db {
 				t.Errorf("Replicas() is not p and r2")
 			}
 			wantFailoverStats(t, c.db, 1, 0, 0)
@@ -346,8 +346,8 @@ func TestRolesFencingOldTimeline(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newRoleCluster(t, "postgres", 2)
-			fenced, top := c.db.nodes[tt.fenced].name, c.db.nodes[tt.top].name
-			replica := c.db.nodes[2].name
+			fenced, top := c.db.nodeList()[tt.fenced].name, c.db.nodeList()[tt.top].name
+			replica := c.db.nodeList()[2].name
 
 			// Fenced once, however many rounds see it.
 			playRounds(t, c.db, 3, tt.first)
@@ -754,7 +754,7 @@ func TestTrackingFollowsTheSnapshot(t *testing.T) {
 				return
 			default:
 			}
-			old, next := db.nodes[0], db.nodes[3]
+			old, next := db.nodeList()[0], db.nodeList()[3]
 			if i%2 == 1 {
 				old, next = next, old
 			}
@@ -770,14 +770,14 @@ func TestTrackingFollowsTheSnapshot(t *testing.T) {
 				return
 			default:
 			}
-			db.setHealthy(db.nodes[1+i%2], i%4 >= 2, errRefused)
+			db.setHealthy(db.nodeList()[1+i%2], i%4 >= 2, errRefused)
 		}
 	})
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	snap := db.snap.Load()
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		want := len(snap.replicas) >= 2 && snap.has(r)
 		if got := r.trackGlobal.Load(); got != want {
 			t.Errorf("%s: counted in the shared in-flight counter %v, want %v (eligible: %d)", r.name, got, want, len(snap.replicas))

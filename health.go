@@ -25,7 +25,9 @@ type health struct {
 	ctx    context.Context // cancelled by Close: stops the loop and its probes
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the loop has returned
-	kick   chan struct{} // asks for a round now (capacity 1)
+	// discovering runs the discovery goroutine (discovery.go).
+	discovering sync.WaitGroup
+	kick        chan struct{} // asks for a round now (capacity 1)
 
 	// fastUntil: until this monotime the loop probes at its fast cadence
 	// (sessions are waiting for replicas to be seen to catch up).
@@ -53,12 +55,16 @@ func (db *DB) startHealth() {
 	db.health.done = make(chan struct{})
 	db.health.kick = make(chan struct{}, 1)
 	go db.healthLoop()
+	if db.cfg.discovery != nil {
+		db.health.discovering.Go(db.discoverLoop)
+	}
 }
 
 // stopHealth stops the loop and waits for it and its probes.
 func (db *DB) stopHealth() {
 	db.health.cancel()
 	<-db.health.done
+	db.health.discovering.Wait()
 	if db.auto != nil {
 		db.auto.wg.Wait()
 	}
@@ -78,6 +84,12 @@ func (db *DB) healthLoop() {
 			return
 		case <-t.C:
 		case <-db.health.kick:
+		case op := <-db.fleet.ops:
+			op.done <- db.applyFleetOp(op)
+			continue
+		case listed := <-db.fleet.found:
+			db.applyListing(listed)
+			continue
 		}
 		db.probeRound()
 		next := jitter(db.cfg.interval)
@@ -98,10 +110,11 @@ func jitter(d time.Duration) time.Duration {
 // state; roles and lag are applied once all have answered, against the
 // primary's position of this round.
 func (db *DB) probeRound() {
-	results := make([]probeResult, len(db.nodes))
-	w := &probeWatch{db: db, overdue: make([]atomic.Bool, len(db.nodes)), done: make([]atomic.Bool, len(db.nodes))}
+	nodes := db.nodeList() // the health loop alone changes it, between rounds
+	results := make([]probeResult, len(nodes))
+	w := &probeWatch{db: db, nodes: nodes, overdue: make([]atomic.Bool, len(nodes)), done: make([]atomic.Bool, len(nodes))}
 	var wg sync.WaitGroup
-	for i, r := range db.nodes {
+	for i, r := range nodes {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(db.health.ctx, db.cfg.timeout())
 			defer cancel()
@@ -137,6 +150,7 @@ type probeWatch struct {
 	db      *DB
 	mu      sync.Mutex
 	any     bool          // a probe of the round has answered (guarded by mu)
+	nodes   []*Replica    // the round's nodes
 	overdue []atomic.Bool // the node's probe has outlived suspectAfter
 	done    []atomic.Bool // the node's probe has returned
 }
@@ -148,14 +162,14 @@ func (w *probeWatch) late(i int) {
 	any := w.any
 	w.mu.Unlock()
 	if any && !w.done[i].Load() {
-		w.db.suspect(w.db.nodes[i], true)
+		w.db.suspect(w.nodes[i], true)
 	}
 }
 
 // answered records node i's probe returning, ok if it succeeded.
 func (w *probeWatch) answered(i int, ok bool) {
 	w.done[i].Store(true)
-	r := w.db.nodes[i]
+	r := w.nodes[i]
 	if !ok {
 		return
 	}
@@ -167,7 +181,7 @@ func (w *probeWatch) answered(i int, ok bool) {
 	if first {
 		for j := range w.overdue {
 			if w.overdue[j].Load() && !w.done[j].Load() {
-				w.db.suspect(w.db.nodes[j], true)
+				w.db.suspect(w.nodes[j], true)
 			}
 		}
 	}
@@ -198,13 +212,13 @@ func (db *DB) applyRound(results []probeResult) {
 	now := monotime()
 	primary := db.primary.Load()
 	var primaryPos *position
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		if r == primary && results[i].err == nil && results[i].posKnown {
 			primaryPos = &results[i].pos
 			db.health.record(results[i].pos, now)
 		}
 	}
-	for i, r := range db.nodes {
+	for i, r := range db.nodeList() {
 		if results[i].err == nil {
 			db.applyPosition(r, results[i], primaryPos, now)
 		}
@@ -396,19 +410,9 @@ func (db *DB) abortConns(r *Replica) {
 	if db.cfg.tracker == nil {
 		return
 	}
-	if n := db.cfg.tracker.abort(db.nodeIndex(r)); n > 0 {
+	if n := db.cfg.tracker.abort(r.index); n > 0 {
 		db.cfg.logger.Info("rwsplit: closed the connections of a node out of rotation", "node", r.name, "connections", n)
 	}
-}
-
-// nodeIndex returns r's index in db.nodes (the order given to New).
-func (db *DB) nodeIndex(r *Replica) int {
-	for i, x := range db.nodes {
-		if x == r {
-			return i
-		}
-	}
-	return -1
 }
 
 // nodeFailed records a connection-level failure of real traffic; enough
@@ -427,7 +431,7 @@ func (db *DB) rebuild() {
 	db.health.mu.Lock()
 	defer db.health.mu.Unlock()
 	var eligible []*Replica
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if db.eligible(r) {
 			eligible = append(eligible, r)
 		}
@@ -452,7 +456,7 @@ func (db *DB) rebuild() {
 func (db *DB) setTracking(eligible []*Replica) {
 	_, reads := db.cfg.policy.(loadAware)
 	loadAware := reads && len(eligible) >= 2
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		want := false
 		if loadAware {
 			for _, e := range eligible {
@@ -467,7 +471,7 @@ func (db *DB) setTracking(eligible []*Replica) {
 
 // eligible reports whether reads may go to r.
 func (db *DB) eligible(r *Replica) bool {
-	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() || r.suspect.Load() {
+	if r.Role() != RoleReplica || !r.healthy.Load() || r.probedPrimary.Load() || r.fenced.Load() || r.suspect.Load() || r.removed.Load() {
 		return false
 	}
 	return db.cfg.maxLag <= 0 || !lagOver(r.lag.Load(), db.cfg.maxLag)

@@ -233,7 +233,7 @@ func TestReplicaLagAllocatesNothing(t *testing.T) {
 	}
 	behind := mariaReplica("0-1-1,1-1-1")
 	primary, _ := newPosition(dialectMariaDB, "0-1-500,1-1-500")
-	if allocs := testing.AllocsPerRun(100, func() { db.replicaLag(db.nodes[1], behind, &primary, now) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { db.replicaLag(db.nodeList()[1], behind, &primary, now) }); allocs != 0 {
 		t.Errorf("replicaLag allocates %.0f times per call", allocs)
 	}
 }

@@ -236,7 +236,7 @@ func TestFailedHedgedReadRetriesOnlyUntriedNodes(t *testing.T) {
 	c.replicas[0].SetLatency(30 * time.Millisecond)
 	c.replicas[0].SetQueryError(errRefused)
 	c.replicas[1].SetDown(true)
-	c.db.nodes[2].db.Ping() // drops r2's pooled connection: each ask is one refused connect
+	c.db.nodeList()[2].db.Ping() // drops r2's pooled connection: each ask is one refused connect
 	c.replicas[1].ResetCounts()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -257,7 +257,7 @@ func TestHedgeBudgetNotSpentOnDecidedRead(t *testing.T) {
 	db := c.db
 	db.hedgeTokens.v.Store(1000) // one hedge in the bank
 	h := &hedged{db: db, ctx: context.Background(), decided: true}
-	h.first = &attempt{r: db.nodes[1]}
+	h.first = &attempt{r: db.nodeList()[1]}
 	h.hedge()
 	if v := db.hedgeTokens.v.Load(); v != 1000 {
 		t.Errorf("a hedge of a decided read spent the budget: %d thousandths left, want 1000", v)

@@ -195,10 +195,12 @@ const (
 	NodeUnfenced                        // no longer fenced
 	NodeLagging                         // replication lag over WithMaxReplicationLag: no reads go to it
 	NodeCaughtUp                        // lag within the bound again
+	NodeJoined                          // added to the node set (DB.AddNode, discovery); probed before it serves
+	NodeLeft                            // removed from the node set (DB.RemoveNode, discovery)
 )
 
-// String returns "ejected", "reinstated", "fenced", "unfenced", "lagging"
-// or "caught-up".
+// String returns "ejected", "reinstated", "fenced", "unfenced",
+// "lagging", "caught-up", "joined" or "left".
 func (s NodeState) String() string {
 	switch s {
 	case NodeEjected:
@@ -213,6 +215,10 @@ func (s NodeState) String() string {
 		return "lagging"
 	case NodeCaughtUp:
 		return "caught-up"
+	case NodeJoined:
+		return "joined"
+	case NodeLeft:
+		return "left"
 	}
 	return "unknown"
 }

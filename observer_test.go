@@ -169,7 +169,7 @@ func TestObserverFallbackAndRefusal(t *testing.T) {
 	rec := &recorder{}
 	c := newCluster(t, 1, WithNodeNames("p", "r1"), WithDialect("generic"), WithObserver(rec),
 		WithHealthCheckInterval(time.Hour), WithFallbackLimit(1))
-	c.db.nodes[1].healthy.Store(false)
+	c.db.nodeList()[1].healthy.Store(false)
 	c.db.rebuild()
 	ctx := context.Background()
 	served(t, ctx, c.db, "SELECT 1")

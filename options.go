@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -43,6 +44,11 @@ type config struct {
 	auto *AutoFailover // automatic promotion; nil: off
 
 	tracker *ConnTracker // the nodes' connections, closed on ejection; nil: none
+
+	discovery *Discovery // nil: the node set changes only by AddNode and RemoveNode
+	// opener opens a node from its DSN as Open (or OpenTracked) opened
+	// the first ones, for the nodes that discovery finds; nil with New.
+	opener func(index int, dsn string) (*sql.DB, string, error)
 
 	observers []Observer   // as given to WithObserver
 	observer  Observer     // what the DB calls: nil for none, one, or all of them (set by validate)
@@ -292,6 +298,14 @@ func (c *config) validate(nodes int, addrs []string) error {
 	if c.auto != nil {
 		if err := c.auto.validate(nodes, addrs); err != nil {
 			return err
+		}
+	}
+	if c.discovery != nil {
+		if err := c.discovery.validate(c.opener != nil); err != nil {
+			return err
+		}
+		if m, ok := c.discovery.Source.(FailoverManager); ok && m.ManagesFailover() && c.auto != nil {
+			return errors.New("WithDiscovery and WithAutoFailover: the discovery source promotes replicas itself; two promoters would split the brain")
 		}
 	}
 	if c.monitors != nil {

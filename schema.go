@@ -143,7 +143,7 @@ func (db *DB) clearSchemaFloor() {
 	if f == nil {
 		return
 	}
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if r.Role() == RoleReplica && !f.passedBy(r) {
 			return
 		}

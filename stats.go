@@ -12,7 +12,7 @@ import (
 type Stats struct {
 	Dialect string      // the dialect in use: postgres, mysql, mariadb or generic
 	Policy  string      // the read policy's type, e.g. "LeastLatency"
-	Nodes   []NodeStats // every node, the configured primary first
+	Nodes   []NodeStats // every node: those given to New or Open (the configured primary first), then those that joined since, in order
 
 	Eligible         int    // replicas reads may go to now
 	Fallbacks        uint64 // reads sent to the primary because no replica was eligible
@@ -52,6 +52,13 @@ type Stats struct {
 	// of such a change and were re-run on the primary.
 	SchemaFloor  bool
 	SchemaReruns uint64
+
+	// Discovery ([WithDiscovery]): listings applied, listings that failed
+	// or were ignored in part (the node set then stays as it was, or
+	// takes the usable part), and the last failure.
+	Listings           uint64
+	DiscoveryFailures  uint64
+	LastDiscoveryError string
 }
 
 // NodeStats describes one node. Counters count calls made through the
@@ -118,7 +125,11 @@ func (db *DB) Stats() Stats {
 
 		SchemaFloor:  db.schemaOpen.Load(),
 		SchemaReruns: db.schema.reruns.Load(),
+
+		Listings:          db.fleet.disco.listings.Load(),
+		DiscoveryFailures: db.fleet.disco.failures.Load(),
 	}
+	s.LastDiscoveryError, _ = db.fleet.disco.lastErr.Load().(string)
 	if e := db.writeBlock.Load(); e != nil {
 		s.WritesRefused = (*e).Error()
 	}
@@ -126,7 +137,7 @@ func (db *DB) Stats() Stats {
 		s.Promotions, s.PromotionsFailed = a.promotions.Load(), a.failures.Load()
 		s.LastPromotionError, _ = a.lastErr.Load().(string)
 	}
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		lastErr, _ := r.lastErr.Load().(string)
 		lag := r.lag.Load()
 		ns := NodeStats{

@@ -59,7 +59,7 @@ func (wc *WriteConcern) check(op string) error {
 // awaitReplicas waits until wc's number of replicas have applied pos.
 func (db *DB) awaitReplicas(ctx context.Context, d *dialect, pos position, wc WriteConcern) error {
 	var replicas []*Replica
-	for _, r := range db.nodes {
+	for _, r := range db.nodeList() {
 		if r.Role() == RoleReplica {
 			replicas = append(replicas, r)
 		}
