@@ -149,6 +149,16 @@
 // with database/sql ([Open] with "mysql" needs
 // _ "github.com/go-sql-driver/mysql" in your program).
 //
+// # Fleets
+//
+// The node set can change while the DB serves: [DB.AddNode] and
+// [DB.RemoveNode] change it by hand, and [WithDiscovery] makes it follow a
+// [Discoverer]: [NewPatroni] reads a Patroni cluster's members from its
+// REST API, [NewDNS] a DNS name's records. A node that joins is probed and
+// serves once its probes pass; a node that leaves gets no new call and is
+// closed once its calls return. A discoverer's word on roles is a hint:
+// only a node's own probe makes it the primary.
+//
 // # Observing
 //
 // [DB.Stats] is a snapshot of every node. To see every call, give
@@ -211,6 +221,10 @@ package rwsplit
 //	options.go       Option and the DB-wide settings
 //	stats.go         Stats
 //	observer.go      Observer, its events, CallInfo, the debug line per call
+//	fleet.go         a node set that changes at run time: AddNode, RemoveNode, draining a node that left
+//	discovery.go     Discoverer, WithDiscovery: listings applied by the health loop
+//	patroni.go       the Patroni discoverer (its REST API)
+//	dnsdiscovery.go  the DNS discoverer (A/AAAA or SRV records)
 //	conntrack.go     ConnTracker and OpenTracked: the nodes' connections, closed when a node leaves rotation
 //	errors.go        errors, and the one place that decides whose fault a failure is
 //	dsn.go           reading DSNs without leaking them, and naming nodes after them

@@ -160,7 +160,8 @@ type CallEvent struct {
 	// was refused before reaching any node (Err says why: [ErrNoReplica],
 	// [ErrNoPrimary], [ErrSplitBrain], ...).
 	Node string
-	// Role is the node's role when the call ended.
+	// Role is the node's role when the call ended; meaningless (zero)
+	// when Node is empty.
 	Role   Role
 	Reason Reason
 	// Attempt numbers the attempts of one call from 1.
