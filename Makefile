@@ -41,6 +41,7 @@ adapters: deps
 examples: deps
 	cd examples && $(GO) build -o /dev/null ./... && $(GO) run ./orm
 	cd examples && $(KIT_ENV) $(GO) test $(TESTFLAGS) ./testing/...
+	cd examples && $(GO) test $(TESTFLAGS) ./observe/...
 
 test: deps vet unit integration kit adapters examples
 
