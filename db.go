@@ -47,6 +47,7 @@ type DB struct {
 	auto        *autoFailover   // automatic promotion, nil: off; written by the health loop (autofailover.go)
 	routing     routing         // the routing *sql.DB and the statements prepared on nodes (connector.go)
 	fleet       fleet           // changes of the node set (fleet.go, discovery.go)
+	pools       poolSettings    // the Set... calls, for nodes that join later
 
 	closeMu sync.Mutex // serialises Close
 }
@@ -572,32 +573,60 @@ func (db *DB) Ping() error {
 // SetMaxOpenConns sets the maximum number of open connections of every
 // node's pool, as [sql.DB.SetMaxOpenConns] does for one.
 func (db *DB) SetMaxOpenConns(n int) {
-	for _, r := range db.nodeList() {
-		r.db.SetMaxOpenConns(n)
-	}
+	db.setPools(func(p *poolSettings) { p.maxOpen = &n }, func(h *sql.DB) { h.SetMaxOpenConns(n) })
 }
 
 // SetMaxIdleConns sets the maximum number of idle connections of every
 // node's pool, as [sql.DB.SetMaxIdleConns] does for one.
 func (db *DB) SetMaxIdleConns(n int) {
-	for _, r := range db.nodeList() {
-		r.db.SetMaxIdleConns(n)
-	}
+	db.setPools(func(p *poolSettings) { p.maxIdle = &n }, func(h *sql.DB) { h.SetMaxIdleConns(n) })
 }
 
 // SetConnMaxLifetime sets the maximum lifetime of a connection in every
 // node's pool, as [sql.DB.SetConnMaxLifetime] does for one.
 func (db *DB) SetConnMaxLifetime(d time.Duration) {
-	for _, r := range db.nodeList() {
-		r.db.SetConnMaxLifetime(d)
-	}
+	db.setPools(func(p *poolSettings) { p.lifetime = &d }, func(h *sql.DB) { h.SetConnMaxLifetime(d) })
 }
 
 // SetConnMaxIdleTime sets the maximum idle time of a connection in every
 // node's pool, as [sql.DB.SetConnMaxIdleTime] does for one.
 func (db *DB) SetConnMaxIdleTime(d time.Duration) {
+	db.setPools(func(p *poolSettings) { p.idleTime = &d }, func(h *sql.DB) { h.SetConnMaxIdleTime(d) })
+}
+
+// poolSettings are the Set... calls made on the DB, which nodes that join
+// later get too (nil: never set).
+type poolSettings struct {
+	mu       sync.Mutex // serialises the Set... methods and joins
+	maxOpen  *int
+	maxIdle  *int
+	lifetime *time.Duration
+	idleTime *time.Duration
+}
+
+// setPools records a setting and applies it to every node's pool.
+func (db *DB) setPools(record func(*poolSettings), apply func(*sql.DB)) {
+	db.pools.mu.Lock()
+	defer db.pools.mu.Unlock()
+	record(&db.pools)
 	for _, r := range db.nodeList() {
-		r.db.SetConnMaxIdleTime(d)
+		apply(r.db)
+	}
+}
+
+// applyLocked gives h the settings made so far; p.mu held.
+func (p *poolSettings) applyLocked(h *sql.DB) {
+	if p.maxOpen != nil {
+		h.SetMaxOpenConns(*p.maxOpen)
+	}
+	if p.maxIdle != nil {
+		h.SetMaxIdleConns(*p.maxIdle)
+	}
+	if p.lifetime != nil {
+		h.SetConnMaxLifetime(*p.lifetime)
+	}
+	if p.idleTime != nil {
+		h.SetConnMaxIdleTime(*p.idleTime)
 	}
 }
 

@@ -65,7 +65,8 @@ type fleetOp struct {
 	done   chan error
 }
 
-// AddNode adds a node to the DB while it serves. The node is probed at
+// AddNode adds a node to the DB while it serves. Its pool gets the
+// settings made with the DB's Set... methods so far. The node is probed at
 // once; it takes reads once reinstateAfter probes in a row have passed
 // ([WithHysteresis]), ramping up over [WithSlowStart], and becomes the
 // primary only when its own probe says it takes writes and no other node
@@ -170,7 +171,10 @@ func (db *DB) join(r *Replica) error {
 		}
 	}
 	next := append(nodes[:len(nodes):len(nodes)], r)
+	db.pools.mu.Lock()
+	db.pools.applyLocked(r.db)
 	db.nodes.Store(&next)
+	db.pools.mu.Unlock()
 	db.cfg.logger.Info("rwsplit: node joined", "node", r.name)
 	db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeJoined})
 	db.kick() // probe it now

@@ -53,8 +53,12 @@ func TestAddAndRemoveNodesUnderLoad(t *testing.T) {
 	r3 := fakedriver.NewServer("r3")
 	h3 := r3.DB()
 	ctx := context.Background()
+	c.db.SetMaxOpenConns(7)
 	if err := c.db.AddNode(ctx, NodeSpec{Name: "r3", DB: h3}); err != nil {
 		t.Fatalf("AddNode: %v", err)
+	}
+	if n := h3.Stats().MaxOpenConnections; n != 7 {
+		t.Errorf("the joining node's pool allows %d connections; the DB's SetMaxOpenConns said 7", n)
 	}
 	if got := statsNames(c.db); !slices.Equal(got, []string{"p", "r1", "r2", "r3"}) {
 		t.Errorf("Stats nodes after AddNode: %v", got)
