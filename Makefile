@@ -9,7 +9,7 @@ UNIT_MODULES := . rwsplitpgx rwsplitmysql docs/plots
 ADAPTERS := rwsplitprom rwsplitotel
 TESTFLAGS ?= -race -count=1
 
-.PHONY: deps test vet unit integration kit adapters examples demo bench benchdata plots fuzz chaos generate
+.PHONY: deps test vet unit integration fleet kit adapters examples demo bench benchdata plots fuzz chaos generate
 
 # testcontainers-go, for the test kit's container backend. These machines
 # carry /.dockerenv, so without the override testcontainers-go would reach
@@ -27,9 +27,16 @@ unit:
 	@for m in $(UNIT_MODULES); do echo "go test ($$m)"; (cd $$m && $(GO) test $(TESTFLAGS) ./...) || exit 1; done
 
 # The chaos test runs 30s here (RWSPLIT_CHAOS_DURATION); `make chaos` runs
-# it alone for 60s, verbosely.
+# it alone for 60s, verbosely. The fleet tests (names with Patroni or
+# Fleet) run in `make fleet` instead.
 integration: deps
-	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -timeout 20m ./...
+	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -skip 'Patroni|Fleet' -timeout 20m ./...
+
+# The fleet tests: discovery from real Patroni clusters (etcd, Patroni,
+# PostgreSQL on loopback; integration/internal/patroni, whose own test runs
+# here too) and from DNS: about 1.5 minutes here (2 cores, -race).
+fleet: deps
+	cd integration && $(GO) test $(TESTFLAGS) -run 'Patroni|Fleet' -timeout 10m ./...
 
 # The test kit (rwsplittest), on containers and on local binaries.
 kit: deps
@@ -43,7 +50,7 @@ examples: deps
 	cd examples && $(KIT_ENV) $(GO) test $(TESTFLAGS) ./testing/...
 	cd examples && $(GO) test $(TESTFLAGS) ./observe/...
 
-test: deps vet unit integration kit adapters examples
+test: deps vet unit integration fleet kit adapters examples
 
 demo:
 	@RWSPLIT_NO_DOCKER=1 bash scripts/deps.sh

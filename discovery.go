@@ -23,7 +23,9 @@ import (
 // probes go on.
 //
 // Discover must honour ctx (the DB gives it a timeout and cancels it on
-// Close) and be safe for use from one goroutine at a time.
+// Close) and be safe for use from one goroutine at a time. A Discoverer
+// with a CloseIdleConnections method (an HTTP client's) has it called
+// when the DB closes.
 type Discoverer interface {
 	Discover(ctx context.Context) ([]DiscoveredNode, error)
 }
@@ -109,6 +111,9 @@ type discoveryState struct {
 // the health loop, the newest replacing one it has not taken yet.
 func (db *DB) discoverLoop() {
 	d := db.cfg.discovery
+	if c, ok := d.Source.(interface{ CloseIdleConnections() }); ok {
+		defer c.CloseIdleConnections()
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -244,5 +244,22 @@ func errorText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return withoutConnString(err.Error())
+}
+
+// withoutConnString drops the connection settings that some drivers quote
+// in their connection errors (pgx: "failed to connect to `user=app
+// database=app`: ..."), which name the user and database.
+func withoutConnString(s string) string {
+	for {
+		i := strings.Index(s, "`")
+		if i < 0 {
+			return s
+		}
+		j := strings.Index(s[i+1:], "`")
+		if j < 0 || !strings.Contains(s[i+1:i+1+j], "=") {
+			return s
+		}
+		s = s[:i] + "(settings not shown)" + s[i+j+2:]
+	}
 }

@@ -303,3 +303,40 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// authError is what a server that refuses the credentials answers: an
+// error with a SQLSTATE that says nothing of the connection's health.
+type authError struct{}
+
+func (authError) Error() string {
+	return "FATAL: password authentication failed for user \"app\" (SQLSTATE 28P01)"
+}
+func (authError) SQLState() string { return "28P01" }
+
+// A node that joins but refuses every connection (a wrong password in its
+// DSN) fails its probes: it never serves a read.
+func TestJoiningNodeThatRefusesConnectionsNeverServes(t *testing.T) {
+	c := newCluster(t, 1, WithNodeNames("p", "r1"), WithDialect("generic"), WithHealthCheckInterval(20*time.Millisecond), WithSlowStart(0))
+	bad := fakedriver.NewServer("r2")
+	bad.SetConnectError(authError{})
+	if err := c.db.AddNode(context.Background(), NodeSpec{Name: "r2", DB: bad.DB()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "r2 probed and failed", func() bool { return nodeStats(c.db, "r2").LastError != "" })
+	time.Sleep(200 * time.Millisecond) // ten probe rounds
+	if n := nodeStats(c.db, "r2"); n.Up || n.Eligible {
+		t.Fatalf("a node refusing every connection is up %v, eligible %v", n.Up, n.Eligible)
+	}
+	for range 20 {
+		if got := served(t, context.Background(), c.db, "SELECT 1"); got == "r2" {
+			t.Fatal("r2 served a read")
+		}
+	}
+}
+
+func TestErrorTextDropsConnectionSettings(t *testing.T) {
+	got := errorText(errors.New("failed to connect to `user=app database=orders`: 127.0.0.1:5432 (127.0.0.1): server error: FATAL: password authentication failed"))
+	if strings.Contains(got, "user=") || strings.Contains(got, "orders") || !strings.Contains(got, "password authentication failed") {
+		t.Errorf("errorText = %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -243,7 +244,8 @@ func (h *health) record(p position, at int64) {
 func (db *DB) applyLiveness(r *Replica, res probeResult, rtt int64) probeResult {
 	if res.err != nil {
 		r.lastErr.Store(errorText(res.err))
-		if res.err == errProbeTimeout || isNodeFault(db.health.ctx, res.err) {
+		var noConn *errNoConnection
+		if res.err == errProbeTimeout || errors.As(res.err, &noConn) || isNodeFault(db.health.ctx, res.err) {
 			r.okStreak.Store(0)
 			// A probe that was overdue while the others answered (see
 			// probeWatch) and then timed out is two signs of a hung host,

@@ -53,7 +53,9 @@ func NewPatroni(dsn string, client *http.Client, endpoints ...string) (*Patroni,
 	}
 	p := &Patroni{template: dsn, client: client}
 	if p.client == nil {
-		p.client = &http.Client{Timeout: 2 * time.Second}
+		// A transport of its own, whose idle connections the DB closes
+		// when it closes (see CloseIdleConnections).
+		p.client = &http.Client{Timeout: 2 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	for i, e := range endpoints {
 		u, err := url.Parse(strings.TrimSuffix(e, "/"))
@@ -64,6 +66,10 @@ func NewPatroni(dsn string, client *http.Client, endpoints ...string) (*Patroni,
 	}
 	return p, nil
 }
+
+// CloseIdleConnections closes the idle connections of its HTTP client; a
+// DB calls it when it closes, so that no connection outlives it.
+func (p *Patroni) CloseIdleConnections() { p.client.CloseIdleConnections() }
 
 // ManagesFailover reports true: Patroni promotes replicas itself.
 func (p *Patroni) ManagesFailover() bool { return true }
@@ -76,12 +82,23 @@ func (p *Patroni) Discover(ctx context.Context) ([]DiscoveredNode, error) {
 	var errs []error
 	for k := range n {
 		i := (first + k) % n
-		nodes, err := p.ask(ctx, p.endpoints[i])
+		// A hung endpoint gets its share of the time left, not all of it.
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(n-k))
+		}
+		nodes, err := p.ask(actx, p.endpoints[i])
+		cancel()
 		if err == nil {
 			p.next.Store(int32(i))
 			return nodes, nil
 		}
 		errs = append(errs, fmt.Errorf("endpoint %s: %w", redactURL(p.endpoints[i]), err))
+		if actx.Err() != nil {
+			// Out of time on this endpoint (a hung host): ask the next
+			// one first next time.
+			p.next.Store(int32((i + 1) % n))
+		}
 		if ctx.Err() != nil {
 			break
 		}

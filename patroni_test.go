@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 const clusterJSON = `{"members": [
@@ -132,5 +133,22 @@ func TestNewDNSBadInput(t *testing.T) {
 		if _, err := NewDNS(tt.name, tt.port, tt.dsn, nil); err == nil {
 			t.Errorf("NewDNS(%q, %d, %q) succeeded", tt.name, tt.port, tt.dsn)
 		}
+	}
+}
+
+// An endpoint that accepts but never answers costs its share of the
+// listing's time, not all of it: the next endpoint still answers.
+func TestPatroniHungEndpointAhead(t *testing.T) {
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hung.Close()
+	good, _ := patroniServer(t, clusterJSON, 200)
+	p, err := NewPatroni("postgres://{host}:{port}/app", nil, hung.URL, good.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if nodes, err := p.Discover(ctx); err != nil || len(nodes) != 3 {
+		t.Fatalf("Discover with a hung endpoint first: %d nodes, %v", len(nodes), err)
 	}
 }

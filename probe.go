@@ -46,12 +46,38 @@ type probeResult struct {
 func (db *DB) probe(ctx context.Context, h *sql.DB) probeResult {
 	d, err := db.flavor(ctx, h)
 	if err != nil {
-		return probeResult{err: err}
+		return probeResult{err: db.connectFailure(ctx, h, err)}
 	}
 	if d.probe == nil {
-		return probeResult{err: h.PingContext(ctx)}
+		return probeResult{err: db.connectFailure(ctx, h, h.PingContext(ctx))}
 	}
-	return d.probe(ctx, d, h)
+	res := d.probe(ctx, d, h)
+	res.err = db.connectFailure(ctx, h, res.err)
+	return res
+}
+
+// errNoConnection marks a probe that could not get a connection to its
+// node at all (refused credentials, an unknown database, a DSN the driver
+// rejects): a failed probe, whatever the error's kind, where a statement
+// that fails on a live connection (a missing privilege) is not.
+type errNoConnection struct{ err error }
+
+func (e *errNoConnection) Error() string { return e.err.Error() }
+func (e *errNoConnection) Unwrap() error { return e.err }
+
+// connectFailure returns err, marked as errNoConnection when h cannot
+// give a connection now. It asks only after an error that is not plainly
+// the node's fault, so a good probe costs nothing more.
+func (db *DB) connectFailure(ctx context.Context, h *sql.DB, err error) error {
+	if err == nil || ctx.Err() != nil || isNodeFault(db.health.ctx, err) {
+		return err
+	}
+	c, cerr := h.Conn(ctx)
+	if cerr != nil {
+		return &errNoConnection{cerr}
+	}
+	c.Close()
+	return err
 }
 
 // flavor returns the dialect of positions; for a driver of several

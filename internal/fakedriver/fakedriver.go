@@ -118,6 +118,7 @@ type Server struct {
 	gen      atomic.Int64 // bumped on every crash; connections of older generations are dead
 	readOnly atomic.Bool
 	pingErr  atomic.Pointer[error]
+	connErr  atomic.Pointer[error] // every new connection fails with it (refused credentials, say)
 	queryErr atomic.Pointer[error]
 	execErr  atomic.Pointer[error]
 	markers  atomic.Pointer[markers]
@@ -231,6 +232,10 @@ func (s *Server) SetDown(down bool) {
 
 // SetPingError makes Ping return err (nil restores success).
 func (s *Server) SetPingError(err error) { storeErr(&s.pingErr, err) }
+
+// SetConnectError makes every new connection fail with err (nil: none), as
+// a server refusing the credentials does; open connections stay usable.
+func (s *Server) SetConnectError(err error) { storeErr(&s.connErr, err) }
 
 // SetQueryError makes every query return err before any row (nil restores success).
 func (s *Server) SetQueryError(err error) { storeErr(&s.queryErr, err) }
@@ -408,6 +413,10 @@ func (s *Server) connect(ctx context.Context) (driver.Conn, error) {
 	if s.down.Load() {
 		s.add(sh, Refused, "", nil)
 		return nil, s.refusedErr()
+	}
+	if err := loadErr(&s.connErr); err != nil {
+		s.add(sh, Refused, "", nil)
+		return nil, err
 	}
 	s.add(sh, Connect, "", nil)
 	if err := s.wait(ctx); err != nil {
