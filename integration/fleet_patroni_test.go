@@ -1236,16 +1236,11 @@ func TestPatroniBadInput(t *testing.T) {
 					tc.name, listed, n.Eligible, n.LastError, len(failed), s.DiscoveryFailures, s.LastDiscoveryError)
 				assert.NotContains(t, n.LastError, pw)
 				assert.NotContains(t, s.LastDiscoveryError, pw)
-				if n.Eligible || len(failed) > 0 {
-					// Known core bug, reported: a probe error that is not
-					// the node's fault (isNodeFault) counts as a good
-					// probe in applyLiveness (health.go), also when no
-					// connection could be made; the member is reinstated
-					// after reinstateAfter such probes and the reads sent
-					// to it fail.
-					t.Skipf("KNOWN CORE BUG: a member whose connections fail (%s) is made eligible and %d of 20 reads failed (first: %s)",
-						tc.name, len(failed), strings.Join(failed[:min(1, len(failed))], ""))
-				}
+				// A probe that cannot get a connection fails: the member
+				// never serves, and no read fails.
+				assert.False(t, n.Eligible, "a member whose connections fail is eligible")
+				assert.Empty(t, failed, "reads failed")
+				assert.NotContains(t, n.LastError, "user=", "the last error quotes the connection settings")
 				assert.True(t, listed || s.DiscoveryFailures > 0, "the bad DSN is neither a discovery failure nor a failing node")
 			})
 		}
