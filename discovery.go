@@ -188,13 +188,16 @@ func (db *DB) applyListing(listed []DiscoveredNode) {
 		current[r.name] = r
 	}
 	p := db.primary.Load()
+	namesPrimary := false // the source says which node is the primary (Patroni); DNS lists replicas only
 	for _, name := range order {
 		n := byName[name]
+		namesPrimary = namesPrimary || n.Role == RolePrimary
 		if n.Role == RolePrimary && name != p.name {
 			// The source saw a new primary: confirm it with probes now.
 			db.hurry(failoverFastPeriod)
 		}
-		if current[name] != nil {
+		if r := current[name]; r != nil {
+			r.listedReplica.Store(n.Role != RolePrimary)
 			continue
 		}
 		index := int(db.fleet.next.Add(1) - 1)
@@ -203,7 +206,9 @@ func (db *DB) applyListing(listed []DiscoveredNode) {
 			db.discoveryFailed(fmt.Errorf("node %s: %w", name, err))
 			continue
 		}
-		if err := db.join(db.newNode(index, NodeSpec{Name: name, DB: h, Weight: n.Weight})); err != nil {
+		r := db.newNode(index, NodeSpec{Name: name, DB: h, Weight: n.Weight})
+		r.listedReplica.Store(n.Role != RolePrimary)
+		if err := db.join(r); err != nil {
 			h.Close()
 			db.discoveryFailed(fmt.Errorf("node %s: %w", name, err))
 		}
@@ -213,7 +218,9 @@ func (db *DB) applyListing(listed []DiscoveredNode) {
 			continue
 		}
 		if r == db.primary.Load() {
-			db.discoveryFailed(fmt.Errorf("the primary %s is not listed; it stays until another node takes over", name))
+			if namesPrimary {
+				db.discoveryFailed(fmt.Errorf("the primary %s is not listed; it stays until another node takes over", name))
+			}
 			continue
 		}
 		db.leave(name)

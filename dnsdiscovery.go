@@ -12,8 +12,10 @@ import (
 // records (a Kubernetes headless service, a Consul service) or its SRV
 // records, asked again at every [Discovery] interval. Every node it lists
 // is a replica; the primary stays the node given to [New] or [Open] (or
-// the one that takes over), which DNS discovery never removes. Make one
-// with [NewDNS].
+// the one that takes over), which DNS discovery never removes. A listed
+// node that says it takes writes while the primary does is taken for the
+// primary under another name (a record of every pod), not a second
+// writer: it gets neither writes nor reads. Make one with [NewDNS].
 type DNS struct {
 	name     string
 	srv      bool

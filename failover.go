@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,9 @@ func (db *DB) discoverRoles(results []probeResult) {
 			top = append(top, i)
 		}
 	}
+	if len(top) > 1 {
+		top = db.withoutListedReplicas(top, cur)
+	}
 	switch len(top) {
 	case 0:
 		db.setWriteBlock(nil, "")
@@ -119,6 +123,26 @@ func (db *DB) discoverRoles(results []probeResult) {
 			r.role.Store(int32(RoleReplica))
 		}
 	}
+}
+
+// withoutListedReplicas drops from top, the writable nodes of a round
+// (indexes in the node list), those a discoverer lists as replicas, when
+// the current primary cur is among them: such a node is most likely cur
+// under another name (a DNS record of every pod, "localhost" beside
+// "127.0.0.1"), not a second writer. It gets no reads either, as a
+// replica that says it takes writes (see applyPosition).
+func (db *DB) withoutListedReplicas(top []int, cur *Replica) []int {
+	nodes := db.nodeList()
+	if !slices.ContainsFunc(top, func(i int) bool { return nodes[i] == cur }) {
+		return top
+	}
+	kept := top[:0:0]
+	for _, i := range top {
+		if nodes[i] == cur || !nodes[i].listedReplica.Load() {
+			kept = append(kept, i)
+		}
+	}
+	return kept
 }
 
 // setWriteBlock refuses writes with err (nil: accept them) and logs the

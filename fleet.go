@@ -67,7 +67,8 @@ type fleetOp struct {
 
 // AddNode adds a node to the DB while it serves. Its pool gets the
 // settings made with the DB's Set... methods so far. The node is probed at
-// once; it takes reads once reinstateAfter probes in a row have passed
+// once and then at the fast cadence (a tenth of the health interval); it
+// takes reads once reinstateAfter probes in a row have passed
 // ([WithHysteresis]), ramping up over [WithSlowStart], and becomes the
 // primary only when its own probe says it takes writes and no other node
 // does (as any node's). AddNode returns once the node is part of the set
@@ -177,7 +178,10 @@ func (db *DB) join(r *Replica) error {
 	db.pools.mu.Unlock()
 	db.cfg.logger.Info("rwsplit: node joined", "node", r.name)
 	db.emit(NodeEvent{Node: r.name, Role: r.Role(), State: NodeJoined})
-	db.kick() // probe it now
+	// Probe it now, and at the fast cadence until its probes can have
+	// brought it in: a fleet's long health interval would keep it out
+	// for that many intervals.
+	db.hurry(time.Duration(db.cfg.reinstateAfter+1) * db.cfg.fastInterval())
 	return nil
 }
 

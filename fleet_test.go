@@ -340,3 +340,25 @@ func TestErrorTextDropsConnectionSettings(t *testing.T) {
 		t.Errorf("errorText = %q", got)
 	}
 }
+
+// A node that a discoverer lists as a replica and that says it takes
+// writes beside the primary is the primary under another name, not a
+// second writer: writes go on, and it gets no reads.
+func TestListedReplicaWritableBesideThePrimary(t *testing.T) {
+	c := newRoleCluster(t, "postgres", 2)
+	round := []probeResult{pgWritable(100, 1), pgStandby(100, 1), pgWritable(100, 1)}
+	c.db.nodeList()[2].listedReplica.Store(true)
+	playRounds(t, c.db, 2, round)
+	if s := c.db.Stats(); s.WritesRefused != "" || s.SplitBrains != 0 {
+		t.Fatalf("writes refused (%q) for a listed replica writable beside the primary", s.WritesRefused)
+	}
+	wantWriteOn(t, c, "p")
+	wantEligible(t, c, "r1")
+
+	// Not listed as a replica, the same answers are a split brain.
+	c.db.nodeList()[2].listedReplica.Store(false)
+	playRound(t, c.db, round)
+	if s := c.db.Stats(); s.WritesRefused == "" {
+		t.Error("two writable nodes on one timeline, neither listed as a replica: writes accepted")
+	}
+}

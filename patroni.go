@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,7 +37,8 @@ var (
 
 // NewPatroni returns a [Patroni] discoverer asking the Patroni REST API at
 // endpoints (base URLs such as http://10.0.0.1:8008, one per member or a
-// load balancer), with dsn as the template of every member's DSN: the
+// load balancer; it starts at a random one, then keeps to the last that
+// answered), with dsn as the template of every member's DSN: the
 // user's DSN with {host} and {port} where the member's go, e.g.
 // "postgres://app:secret@{host}:{port}/app?sslmode=verify-full" or
 // "host={host} port={port} user=app dbname=app". client makes the
@@ -64,6 +66,8 @@ func NewPatroni(dsn string, client *http.Client, endpoints ...string) (*Patroni,
 		}
 		p.endpoints = append(p.endpoints, u)
 	}
+	// Processes given the same list spread over the endpoints.
+	p.next.Store(int32(rand.IntN(len(endpoints))))
 	return p, nil
 }
 

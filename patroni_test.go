@@ -70,6 +70,7 @@ func TestPatroniFallsOverBetweenEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.next.Store(0) // it starts at a random endpoint: here, the first
 	nodes, err := p.Discover(context.Background())
 	if err != nil || len(nodes) != 3 || nodes[0].DSN != "host=127.0.0.1 port=5432 user=app password=secret" {
 		t.Fatalf("Discover = %+v, %v", nodes, err)
@@ -150,5 +151,20 @@ func TestPatroniHungEndpointAhead(t *testing.T) {
 	defer cancel()
 	if nodes, err := p.Discover(ctx); err != nil || len(nodes) != 3 {
 		t.Fatalf("Discover with a hung endpoint first: %d nodes, %v", len(nodes), err)
+	}
+}
+
+// Processes given the same endpoints start at different ones.
+func TestPatroniStartsAtARandomEndpoint(t *testing.T) {
+	seen := map[int32]bool{}
+	for range 64 {
+		p, err := NewPatroni("postgres://{host}:{port}/app", nil, "http://a:8008", "http://b:8008", "http://c:8008")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[p.next.Load()] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("64 discoverers started at endpoints %v; want all 3", seen)
 	}
 }

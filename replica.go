@@ -32,6 +32,7 @@ type Replica struct {
 	fenced        atomic.Bool  // takes writes on an old timeline: never used
 	suspect       atomic.Bool  // its probe is overdue while others answered (see probeWatch)
 	removed       atomic.Bool  // left the node set (fleet.go): never eligible again
+	listedReplica atomic.Bool  // the last listing of a discoverer called it a replica (see discoverRoles)
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
 	trackGlobal atomic.Bool
