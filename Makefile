@@ -33,12 +33,13 @@ integration: deps
 	cd integration && RWSPLIT_CHAOS_DURATION=$${RWSPLIT_CHAOS_DURATION:-30s} $(GO) test $(TESTFLAGS) -skip 'Patroni|Fleet' -timeout 20m ./...
 
 # The fleet tests: discovery from real Patroni clusters (etcd, Patroni,
-# PostgreSQL on loopback; integration/internal/patroni, whose own test runs
-# here too) and from DNS: about 1.5 minutes here (2 cores, -race).
+# PostgreSQL on loopback, started by rwsplittest/patroni, whose own test
+# runs in `make kit`) and from DNS: about 1.5 minutes here (2 cores, -race).
 fleet: deps
 	cd integration && $(GO) test $(TESTFLAGS) -run 'Patroni|Fleet' -timeout 10m ./...
 
-# The test kit (rwsplittest), on containers and on local binaries.
+# The test kit (rwsplittest), on containers and on local binaries, and its
+# Patroni clusters (rwsplittest/patroni).
 kit: deps
 	cd rwsplittest && $(KIT_ENV) $(GO) test $(TESTFLAGS) -timeout 10m ./...
 

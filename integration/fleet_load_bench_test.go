@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/integration/internal/patroni"
+	"github.com/rwsplit/rwsplit/rwsplittest/patroni"
 )
 
 // BenchmarkFleetProbeLoad measures what a fleet of N processes, each with

@@ -22,11 +22,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/integration/internal/patroni"
+	"github.com/rwsplit/rwsplit/rwsplittest/patroni"
 )
 
 // Discovery from Patroni, against real Patroni clusters on loopback (etcd,
-// Patroni 3.0 and PostgreSQL, from integration/internal/patroni): one
+// Patroni 3.0 and PostgreSQL, from rwsplittest/patroni): one
 // cluster per test function, since the tests switch over, kill, add and
 // remove members. Every DB is opened on one seed DSN (the leader's) and
 // takes the rest of its node set from Patroni's REST API. Which server

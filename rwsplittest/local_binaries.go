@@ -2,18 +2,16 @@ package rwsplittest
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // Where binaries are searched after PATH (variables so tests can hide
 // them).
 var (
-	pgBinGlob      = "/usr/lib/postgresql/*/bin"
 	mariaDBBinDirs = []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"}
 )
 
@@ -25,11 +23,6 @@ type mariaBins struct {
 	server, install, client string
 }
 
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
-}
-
 // findPostgres locates the PostgreSQL server tools. The server-side tools
 // (postgres, initdb, pg_basebackup) are taken from one directory so that
 // their versions match: the directory of "postgres" in PATH if there is one,
@@ -39,7 +32,7 @@ func findPostgres() (pgBins, error) {
 	if p, err := exec.LookPath("postgres"); err == nil {
 		dirs = append(dirs, filepath.Dir(p))
 	}
-	dirs = append(dirs, pgVersionDirs()...)
+	dirs = append(dirs, localos.PGVersionDirs()...)
 	for _, d := range dirs {
 		b := pgBins{
 			initdb:     filepath.Join(d, "initdb"),
@@ -47,10 +40,10 @@ func findPostgres() (pgBins, error) {
 			basebackup: filepath.Join(d, "pg_basebackup"),
 			psql:       filepath.Join(d, "psql"),
 		}
-		if !isExecutable(b.initdb) || !isExecutable(b.postgres) || !isExecutable(b.basebackup) {
+		if !localos.IsExecutable(b.initdb) || !localos.IsExecutable(b.postgres) || !localos.IsExecutable(b.basebackup) {
 			continue
 		}
-		if !isExecutable(b.psql) {
+		if !localos.IsExecutable(b.psql) {
 			p, err := exec.LookPath("psql")
 			if err != nil {
 				continue
@@ -62,20 +55,6 @@ func findPostgres() (pgBins, error) {
 	return pgBins{}, fmt.Errorf("rwsplittest: PostgreSQL binaries not found (need postgres, initdb, pg_basebackup and psql in PATH or in /usr/lib/postgresql/<version>/bin); run \"make deps\" to install them")
 }
 
-// pgVersionDirs returns /usr/lib/postgresql/*/bin, highest version first.
-func pgVersionDirs() []string {
-	matches, _ := filepath.Glob(pgBinGlob)
-	version := func(p string) float64 {
-		v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(p)), 64)
-		if err != nil {
-			return -1
-		}
-		return v
-	}
-	sort.SliceStable(matches, func(i, j int) bool { return version(matches[i]) > version(matches[j]) })
-	return matches
-}
-
 func findFirst(names []string, dirs []string) string {
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {
@@ -85,7 +64,7 @@ func findFirst(names []string, dirs []string) string {
 	for _, d := range dirs {
 		for _, n := range names {
 			p := filepath.Join(d, n)
-			if isExecutable(p) {
+			if localos.IsExecutable(p) {
 				return p
 			}
 		}

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // Kind selects the database engine of a cluster.
@@ -125,10 +126,7 @@ const (
 	sigKill
 )
 
-type credential struct {
-	uid, gid uint32
-	name     string
-}
+type credential = localos.Credential
 
 // Start starts a cluster of the given kind: a primary and opts.Replicas
 // replicas (default 2), and returns once replication works. On failure
@@ -146,8 +144,8 @@ func StartLocal(ctx context.Context, kind Kind, opts LocalOptions) (*LocalCluste
 
 // newCluster validates opts and creates the node directories.
 func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
-	if err := platformSupported(); err != nil {
-		return nil, err
+	if err := localos.Supported(); err != nil {
+		return nil, fmt.Errorf("rwsplittest: %w", err)
 	}
 	replicas := opts.Replicas
 	if replicas == 0 {
@@ -179,7 +177,7 @@ func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
 	if c.cred, err = serverCredential(serverUser); err != nil {
 		return nil, err
 	}
-	base := baseTempDir()
+	base := localos.BaseTempDir()
 	c.sweepStale(base)
 	for i := 0; i <= replicas; i++ {
 		n := &LocalNode{c: c, name: prefix + strconv.Itoa(i), serverID: i + 1, readOnly: i > 0}
@@ -199,7 +197,7 @@ func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
 			c.Close()
 			return nil, fmt.Errorf("rwsplittest: %s: chmod %s: %w", n.name, dir, err)
 		}
-		if err := writeOwner(dir); err != nil {
+		if err := localos.WriteOwner(dir, ownerFile); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
@@ -207,7 +205,7 @@ func newCluster(kind Kind, opts LocalOptions) (*LocalCluster, error) {
 			c.Close()
 			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
-		if n.port, err = pickPort(); err != nil {
+		if n.port, err = localos.PickPort(); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("rwsplittest: %s: %w", n.name, err)
 		}
@@ -221,38 +219,11 @@ func serverCredential(name string) (*credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
-	u, err := user.Lookup(name)
+	c, err := localos.LookupUser(name)
 	if err != nil {
-		return nil, fmt.Errorf("rwsplittest: running as root, but the %q system user needed to run the server does not exist (%v); run \"make deps\" or run the tests as a non-root user", name, err)
+		return nil, fmt.Errorf("rwsplittest: running as root, but the %q system user needed to run the server is not usable (%v); run \"make deps\" or run the tests as a non-root user", name, err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("rwsplittest: user %q has a non-numeric uid/gid %q/%q", name, u.Uid, u.Gid)
-	}
-	return &credential{uid: uint32(uid), gid: uint32(gid), name: name}, nil
-}
-
-// baseTempDir returns the directory node directories are created in:
-// os.TempDir() unless its path is too long for Unix sockets or, when
-// servers run as another user, it is not searchable by others; then /tmp.
-func baseTempDir() string {
-	d := os.TempDir()
-	if len(d) > 60 {
-		return "/tmp"
-	}
-	if os.Geteuid() == 0 {
-		for p := d; ; p = filepath.Dir(p) {
-			fi, err := os.Stat(p)
-			if err != nil || fi.Mode().Perm()&0o001 == 0 {
-				return "/tmp"
-			}
-			if p == filepath.Dir(p) {
-				break
-			}
-		}
-	}
-	return d
+	return c, nil
 }
 
 // chown gives path to the server user (no-op when not root).
@@ -260,8 +231,8 @@ func (c *LocalCluster) chown(path string) error {
 	if c.cred == nil {
 		return nil
 	}
-	if err := os.Lchown(path, int(c.cred.uid), int(c.cred.gid)); err != nil {
-		return fmt.Errorf("chown %s to %s: %w", path, c.cred.name, err)
+	if err := os.Lchown(path, int(c.cred.UID), int(c.cred.GID)); err != nil {
+		return fmt.Errorf("chown %s to %s: %w", path, c.cred.Name, err)
 	}
 	return nil
 }
@@ -279,38 +250,6 @@ func (c *LocalCluster) chownTree(root string) error {
 	})
 }
 
-var (
-	portMu    sync.Mutex
-	usedPorts = map[int]bool{}
-)
-
-// pickPort returns a currently free TCP port on 127.0.0.1 that this process
-// has not handed out before.
-func pickPort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("pick a free port on 127.0.0.1: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portMu.Lock()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			portMu.Unlock()
-			return port, nil
-		}
-		portMu.Unlock()
-	}
-	return 0, errors.New("pick a free port on 127.0.0.1: no unused port found")
-}
-
-func releasePort(port int) {
-	portMu.Lock()
-	delete(usedPorts, port)
-	portMu.Unlock()
-}
-
 func (c *LocalCluster) log(format string, args ...any) {
 	if c.logf != nil {
 		c.logf("rwsplittest: [+%.3fs] %s", time.Since(c.created).Seconds(), fmt.Sprintf(format, args...))
@@ -323,18 +262,6 @@ func withDefaultWait(ctx context.Context) (context.Context, context.CancelFunc) 
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, defaultWait)
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // ---- LocalCluster accessors ----
@@ -761,14 +688,14 @@ func (n *LocalNode) startServer(ctx context.Context, newPortOK bool) error {
 		}
 		tail := readTail(n.logPath, offset, 4096)
 		if exited && newPortOK && attempt < 5 && strings.Contains(tail, "Address already in use") {
-			port, perr := pickPort()
+			port, perr := localos.PickPort()
 			if perr == nil {
 				n.c.log("%s: port %d is taken, retrying with %d", n.name, n.Port(), port)
 				n.mu.Lock()
 				old := n.port
 				n.port = port
 				n.mu.Unlock()
-				releasePort(old)
+				localos.ReleasePort(old)
 				continue
 			}
 		}
@@ -828,7 +755,7 @@ func (n *LocalNode) destroy() error {
 	}
 	n.setFrozen(false)
 	if n.c.kind == Postgres {
-		pgCleanupShm(n.dataDir)
+		localos.CleanupShm(n.dataDir)
 	}
 	if n.dir != "" {
 		var err error
@@ -842,7 +769,7 @@ func (n *LocalNode) destroy() error {
 			errs = append(errs, fmt.Errorf("rwsplittest: %s: remove %s: %w", n.name, n.dir, err))
 		}
 	}
-	releasePort(n.Port())
+	localos.ReleasePort(n.Port())
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // startLocalMariaDB starts a MariaDB GTID replication cluster: a primary and
@@ -328,7 +330,7 @@ func (c *LocalCluster) mariaWaitCaughtUp(ctx context.Context, primary *LocalNode
 				return fmt.Errorf("rwsplittest: %s: WaitCaughtUp: gtid_slave_pos %q has not reached %s's gtid_binlog_pos %q: %w", n.name, slavePos, primary.name, pos, ctx.Err())
 			}
 			if err != nil {
-				_ = sleepCtx(ctx, 50*time.Millisecond)
+				_ = localos.SleepCtx(ctx, 50*time.Millisecond)
 			}
 			st, serr := n.mariaSlaveStatus(ctx)
 			if serr == nil && st != nil {
@@ -377,7 +379,7 @@ func (n *LocalNode) mariaPromote(ctx context.Context) error {
 		if err == nil && out == "0" {
 			return nil
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("rwsplittest: %s: Promote: read_only is still %q: %w", n.name, out, err)
 		}
 	}
@@ -415,7 +417,7 @@ func (c *LocalCluster) mariaFollow(ctx context.Context, n, primary *LocalNode) e
 				return fmt.Errorf("rwsplittest: %s: Follow %s: %s", n.name, primary.name, msg)
 			}
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("rwsplittest: %s: Follow %s: replication not running (I/O %q, SQL %q): %w", n.name, primary.name, last["Slave_IO_Running"], last["Slave_SQL_Running"], err)
 		}
 	}

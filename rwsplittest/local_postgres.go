@@ -1,7 +1,6 @@
 package rwsplittest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // pgConf is appended to the primary's postgresql.conf; replicas inherit it
@@ -291,7 +292,7 @@ func (n *LocalNode) pgWaitStreaming(ctx context.Context, primary *LocalNode) err
 		if !n.Running() {
 			return fmt.Errorf("rwsplittest: %s: server exited while waiting for streaming from %s%s", n.name, primary.name, n.logTailMsg(0))
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 20*time.Millisecond); err != nil {
 			if lastErr != nil {
 				return fmt.Errorf("rwsplittest: %s: not streaming from %s: %w (last error: %v)", n.name, primary.name, err, lastErr)
 			}
@@ -336,7 +337,7 @@ func (c *LocalCluster) pgWaitCaughtUp(ctx context.Context, primary *LocalNode, r
 				break
 			}
 			last, lastErr = out, err
-			if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			if err := localos.SleepCtx(ctx, 20*time.Millisecond); err != nil {
 				if lastErr != nil {
 					return fmt.Errorf("rwsplittest: %s: WaitCaughtUp(%s, %s): %w (last error: %v)", n.name, primary.name, target, err, lastErr)
 				}
@@ -363,7 +364,7 @@ func (n *LocalNode) pgPromote(ctx context.Context) error {
 		if err == nil && out == "f" {
 			return nil
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("rwsplittest: %s: Promote: still in recovery: %w", n.name, err)
 		}
 	}
@@ -389,7 +390,7 @@ func (c *LocalCluster) pgReclone(ctx context.Context, n, primary *LocalNode) err
 	if err := n.stopLocked(); err != nil {
 		return err
 	}
-	pgCleanupShm(n.dataDir)
+	localos.CleanupShm(n.dataDir)
 	if err := c.pgBaseBackup(ctx, n, primary); err != nil {
 		return err
 	}
@@ -397,69 +398,4 @@ func (c *LocalCluster) pgReclone(ctx context.Context, n, primary *LocalNode) err
 		return err
 	}
 	return n.pgWaitStreaming(ctx, primary)
-}
-
-// pgCleanupShm removes the System V shared memory segment recorded in a
-// postmaster.pid left behind by a killed postmaster, if nothing is attached
-// to it any more.
-func pgCleanupShm(dataDir string) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 7 {
-		return
-	}
-	f := strings.Fields(lines[6])
-	if len(f) != 2 {
-		return
-	}
-	key, err1 := strconv.ParseInt(f[0], 10, 64)
-	id, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil {
-		return
-	}
-	if pid, err := strconv.Atoi(strings.TrimSpace(lines[0])); err == nil && processAlive(pid) {
-		return
-	}
-	if shmUnattached(key, id) {
-		_ = removeSysVShm(id)
-	}
-}
-
-// shmUnattached reports whether /proc/sysvipc/shm lists a segment with the
-// given key and id and no attached process.
-func shmUnattached(key int64, id int) bool {
-	f, err := os.Open("/proc/sysvipc/shm")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	if !sc.Scan() {
-		return false
-	}
-	col := map[string]int{}
-	for i, h := range strings.Fields(sc.Text()) {
-		col[h] = i
-	}
-	ki, ok1 := col["key"]
-	ii, ok2 := col["shmid"]
-	ni, ok3 := col["nattch"]
-	if !ok1 || !ok2 || !ok3 {
-		return false
-	}
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) <= max(ki, ii, ni) {
-			continue
-		}
-		k, _ := strconv.ParseInt(fs[ki], 10, 64)
-		i, _ := strconv.Atoi(fs[ii])
-		if k == key && i == id {
-			return fs[ni] == "0"
-		}
-	}
-	return false
 }

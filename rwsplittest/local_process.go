@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // cleanEnv returns the environment for child processes: the current one
@@ -18,25 +20,7 @@ import (
 // such as "Address already in use" are not translated) plus extra. When
 // home is set, HOME and TMPDIR point to it.
 func cleanEnv(home string, extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "PG"), strings.HasPrefix(k, "MYSQL"), strings.HasPrefix(k, "MARIADB"),
-			strings.HasPrefix(k, "LC_"), k == "LANG", k == "LANGUAGE":
-			continue
-		case (k == "HOME" || k == "TMPDIR") && home != "":
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "LC_ALL=C", "LANG=C")
-	if home != "" {
-		// Server-side programs may run as another user who cannot write
-		// to the caller's HOME or TMPDIR.
-		env = append(env, "HOME="+home, "TMPDIR="+home)
-	}
-	return append(env, extra...)
+	return localos.CleanEnv(home, []string{"PG", "MYSQL", "MARIADB"}, append([]string{"LC_ALL=C", "LANG=C"}, extra...))
 }
 
 // serverCommand returns the program and arguments that run the node's
@@ -67,7 +51,7 @@ func (n *LocalNode) spawn() (*server, error) {
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.Env = cleanEnv(n.dir)
-	cmd.SysProcAttr = sysProcAttr(n.c.cred)
+	cmd.SysProcAttr = localos.SysProcAttr(n.c.cred)
 	err = cmd.Start()
 	f.Close()
 	if err != nil {
@@ -95,7 +79,7 @@ func (c *LocalCluster) runTool(ctx context.Context, n *LocalNode, asServer bool,
 		home = n.dir
 	}
 	cmd.Env = cleanEnv(home, extraEnv...)
-	cmd.SysProcAttr = sysProcAttr(cred)
+	cmd.SysProcAttr = localos.SysProcAttr(cred)
 	cmd.Cancel = func() error { return signalPID(-cmd.Process.Pid, sigKill) }
 	cmd.WaitDelay = 5 * time.Second
 	if stdin != "" {

@@ -1,12 +1,13 @@
 package rwsplittest
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // ownerFile is written into every node directory; it names the process that
@@ -15,36 +16,6 @@ import (
 const ownerFile = "rwsplittest-owner"
 
 var sweepOnce sync.Once
-
-// writeOwner records the current process as the owner of dir.
-func writeOwner(dir string) error {
-	pid := os.Getpid()
-	start, _ := procStartTime(pid)
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, start)), 0o600)
-}
-
-// ownerAlive reports whether the process recorded in dir's owner file still
-// runs. Directories without a readable owner file count as alive (they are
-// not ours or are still being set up).
-func ownerAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return true
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil {
-		return true
-	}
-	if !processAlive(pid) {
-		return false
-	}
-	start, ok := procStartTime(pid)
-	return !ok || start == f[1]
-}
 
 // sweepStale removes node directories in base whose owning process is gone,
 // after making sure their servers are gone too, and releases the shared
@@ -57,10 +28,10 @@ func (c *LocalCluster) sweepStale(base string) {
 			dirs = append(dirs, m...)
 		}
 		for _, d := range dirs {
-			if ownerAlive(d) || serverAlive(d) {
+			if localos.OwnerAlive(d, ownerFile) || serverAlive(d) {
 				continue
 			}
-			pgCleanupShm(filepath.Join(d, "data"))
+			localos.CleanupShm(filepath.Join(d, "data"))
 			if err := os.RemoveAll(d); err == nil {
 				c.log("removed %s left behind by a killed test process", d)
 			}
@@ -77,7 +48,7 @@ func serverAlive(d string) bool {
 			continue
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
-		if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && processAlive(pid) {
+		if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && localos.ProcessAlive(pid) {
 			return true
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // These tests start real servers. They do not skip when the binaries are
@@ -64,7 +66,7 @@ func serverPIDs(c *LocalCluster) []int {
 	for _, n := range c.Nodes() {
 		if pid := n.PID(); pid != 0 {
 			pids = append(pids, pid)
-			pids = append(pids, childPIDs(pid)...)
+			pids = append(pids, localos.ChildPIDs(pid)...)
 		}
 	}
 	return pids
@@ -77,7 +79,7 @@ func processesUnder(dirs []string) []string {
 	var found []string
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !processAlive(pid) {
+		if err != nil || pid == os.Getpid() || !localos.ProcessAlive(pid) {
 			continue
 		}
 		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
@@ -115,7 +117,7 @@ func closeAndCheck(t *testing.T, c *LocalCluster) {
 		}
 	}
 	for _, pid := range pids {
-		if processAlive(pid) {
+		if localos.ProcessAlive(pid) {
 			t.Errorf("server process %d still alive after Close", pid)
 		}
 	}
@@ -449,9 +451,9 @@ func TestApplyDelay(t *testing.T) {
 
 func TestMissingBinaries(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	oldGlob, oldDirs := pgBinGlob, mariaDBBinDirs
-	pgBinGlob, mariaDBBinDirs = filepath.Join(t.TempDir(), "*", "bin"), []string{t.TempDir()}
-	defer func() { pgBinGlob, mariaDBBinDirs = oldGlob, oldDirs }()
+	oldGlob, oldDirs := localos.PGBinGlob, mariaDBBinDirs
+	localos.PGBinGlob, mariaDBBinDirs = filepath.Join(t.TempDir(), "*", "bin"), []string{t.TempDir()}
+	defer func() { localos.PGBinGlob, mariaDBBinDirs = oldGlob, oldDirs }()
 	for _, kind := range []Kind{Postgres, MariaDB} {
 		_, err := StartLocal(context.Background(), kind, LocalOptions{})
 		if err == nil || !strings.Contains(err.Error(), "make deps") {

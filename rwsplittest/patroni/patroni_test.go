@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
+
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 )
@@ -389,14 +391,14 @@ func TestPatroniCluster(t *testing.T) {
 func TestPatroniStartInterrupted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	before, _ := os.ReadDir(baseTempDir())
+	before, _ := os.ReadDir(localos.BaseTempDir())
 	c, err := Start(ctx, Options{Synchronous: true, Logf: t.Logf})
 	if err == nil {
 		c.Close()
 		t.Skip("Start finished before the deadline; nothing was interrupted")
 	}
 	t.Logf("interrupted Start: %.300s", err)
-	after, _ := os.ReadDir(baseTempDir())
+	after, _ := os.ReadDir(localos.BaseTempDir())
 	known := map[string]bool{}
 	for _, e := range before {
 		known[e.Name()] = true
@@ -404,7 +406,7 @@ func TestPatroniStartInterrupted(t *testing.T) {
 	for _, e := range after {
 		// Another test process (go test runs packages at once) may have
 		// started a cluster meanwhile: only this process's count.
-		owner, _ := os.ReadFile(filepath.Join(baseTempDir(), e.Name(), ownerFile))
+		owner, _ := os.ReadFile(filepath.Join(localos.BaseTempDir(), e.Name(), ownerFile))
 		if mine := strings.HasPrefix(string(owner), strconv.Itoa(os.Getpid())+" "); len(owner) > 0 && !mine {
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // Status is Patroni's GET /cluster body (the fields the harness uses).
@@ -254,7 +256,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			c.log("waiting: %s", problem)
 			last = problem
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("patroni: cluster not healthy: %s: %w", problem, err)
 		}
 	}
@@ -274,7 +276,7 @@ func (c *Cluster) waitStreaming(ctx context.Context, m *member) error {
 			c.log("waiting: %s", problem)
 			last = problem
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("patroni: %s does not stream: %s: %w", m.name, problem, err)
 		}
 	}
@@ -307,7 +309,7 @@ func (c *Cluster) WaitWritable(ctx context.Context) (int, error) {
 			c.log("waiting for a writable leader: %s", problem)
 			last = problem
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return -1, fmt.Errorf("patroni: no writable leader: %s: %w", problem, err)
 		}
 	}
@@ -404,7 +406,7 @@ func (c *Cluster) Switchover(ctx context.Context, candidate int) error {
 			c.log("switchover: %s", problem)
 			last = problem
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return fmt.Errorf("patroni: switchover: %s: %w", problem, err)
 		}
 	}
@@ -448,7 +450,7 @@ func (c *Cluster) Patronictl(ctx context.Context, args ...string) (string, error
 	}
 	cmd := exec.CommandContext(ctx, c.bins.patronictl, append([]string{"-c", ms[0].confPath}, args...)...)
 	cmd.Env = cleanEnv(ms[0].dir)
-	cmd.SysProcAttr = sysProcAttr(c.cred) // the configuration is the server user's
+	cmd.SysProcAttr = localos.SysProcAttr(c.cred) // the configuration is the server user's
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("patroni: patronictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 // Accounts created on every cluster. The passwords are test-only secrets;
@@ -123,8 +125,8 @@ type Member struct {
 // stopped and removed, and the error carries the tail of the logs.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	begin := time.Now()
-	if err := platformSupported(); err != nil {
-		return nil, err
+	if err := localos.Supported(); err != nil {
+		return nil, fmt.Errorf("patroni: %w", err)
 	}
 	if opts.Members < 0 {
 		return nil, fmt.Errorf("patroni: Options.Members = %d; want a positive number (0 means 3)", opts.Members)
@@ -140,7 +142,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := baseTempDir()
+	base := localos.BaseTempDir()
 	sweepStale(base, opts.Logf)
 	dir, err := os.MkdirTemp(base, dirPrefix+"*")
 	if err != nil {
@@ -177,7 +179,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := os.Chmod(c.dir, 0o700); err != nil {
 		return fmt.Errorf("patroni: chmod %s: %w", c.dir, err)
 	}
-	if err := writeOwner(c.dir); err != nil {
+	if err := localos.WriteOwner(c.dir, ownerFile); err != nil {
 		return fmt.Errorf("patroni: %w", err)
 	}
 	if err := c.chown(c.dir); err != nil {
@@ -359,7 +361,7 @@ func (c *Cluster) Close() error {
 			time.Sleep(50 * time.Millisecond)
 		}
 		for _, m := range members {
-			cleanupShm(m.dataDir)
+			localos.CleanupShm(m.dataDir)
 		}
 		if c.client != nil {
 			c.client.CloseIdleConnections()
@@ -402,8 +404,8 @@ func (c *Cluster) chown(path string) error {
 	if c.cred == nil {
 		return nil
 	}
-	if err := os.Lchown(path, int(c.cred.uid), int(c.cred.gid)); err != nil {
-		return fmt.Errorf("patroni: chown %s to %s: %w", path, c.cred.name, err)
+	if err := os.Lchown(path, int(c.cred.UID), int(c.cred.GID)); err != nil {
+		return fmt.Errorf("patroni: chown %s to %s: %w", path, c.cred.Name, err)
 	}
 	return nil
 }
@@ -467,45 +469,6 @@ func withDefaultWait(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, defaultWait)
 }
 
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-var (
-	portMu    sync.Mutex
-	usedPorts = map[int]bool{}
-)
-
-// pickPort returns a currently free TCP port on 127.0.0.1 that this
-// process has not handed out before. Another process may still take it
-// before the server binds it; the window is small.
-func pickPort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("patroni: pick a free port on 127.0.0.1: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portMu.Lock()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			portMu.Unlock()
-			return port, nil
-		}
-		portMu.Unlock()
-	}
-	return 0, errors.New("patroni: pick a free port on 127.0.0.1: no unused port found")
-}
-
 // ---- stale clusters ----
 
 const (
@@ -515,35 +478,6 @@ const (
 
 var sweepOnce sync.Once
 
-// writeOwner records the current process as the owner of dir.
-func writeOwner(dir string) error {
-	pid := os.Getpid()
-	start, _ := procStartTime(pid)
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, start)), 0o600)
-}
-
-// ownerAlive reports whether the process recorded in dir's owner file
-// still runs; directories without a readable owner file count as alive.
-func ownerAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return true
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil {
-		return true
-	}
-	if !processAlive(pid) {
-		return false
-	}
-	start, ok := procStartTime(pid)
-	return !ok || start == f[1]
-}
-
 // sweepStale kills what is left of clusters whose test process died
 // without Close (PostgreSQL is detached from Patroni and survives it) and
 // removes their directories. It runs once per process.
@@ -551,7 +485,7 @@ func sweepStale(base string, logf func(string, ...any)) {
 	sweepOnce.Do(func() {
 		dirs, _ := filepath.Glob(filepath.Join(base, dirPrefix+"*"))
 		for _, d := range dirs {
-			if ownerAlive(d) {
+			if localos.OwnerAlive(d, ownerFile) {
 				continue
 			}
 			token := filepath.Base(d)
@@ -567,7 +501,7 @@ func sweepStale(base string, logf func(string, ...any)) {
 			}
 			members, _ := filepath.Glob(filepath.Join(d, "*", "data"))
 			for _, data := range members {
-				cleanupShm(data)
+				localos.CleanupShm(data)
 			}
 			if err := os.RemoveAll(d); err == nil && logf != nil {
 				logf("patroni: removed %s left behind by a killed test process", d)

@@ -1,6 +1,7 @@
 // Package patroni starts a real etcd and a Patroni-managed PostgreSQL
-// cluster on loopback for the fleet tests (rwsplit discovering its nodes
-// from Patroni's REST API).
+// cluster on loopback, for tests of code that follows Patroni (rwsplit's
+// fleet tests use it with rwsplit.NewPatroni). It shares the local
+// backend's process handling (rwsplittest/internal/localos).
 //
 // [Start] runs one etcd (Debian etcd-server, 3.4) and N Patroni members
 // (Debian patroni, 3.0) over the highest PostgreSQL found in

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rwsplit/rwsplit/rwsplittest/internal/localos"
 )
 
 type memberState int
@@ -59,10 +61,10 @@ func (c *Cluster) newMember() (*member, error) {
 	m.confPath = filepath.Join(m.dir, "patroni.yml")
 	m.logPath = filepath.Join(m.dir, "patroni.log")
 	var err error
-	if m.pgPort, err = pickPort(); err != nil {
+	if m.pgPort, err = localos.PickPort(); err != nil {
 		return nil, err
 	}
-	if m.apiPort, err = pickPort(); err != nil {
+	if m.apiPort, err = localos.PickPort(); err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(m.dir, 0o700); err != nil {
@@ -225,7 +227,7 @@ func (c *Cluster) spawn(dir, logPath, bin string, args ...string) (*proc, error)
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.Env = cleanEnv(dir)
-	cmd.SysProcAttr = sysProcAttr(c.cred)
+	cmd.SysProcAttr = localos.SysProcAttr(c.cred)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("patroni: run %s: %w", bin, err)
 	}
@@ -244,10 +246,10 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	logPath := filepath.Join(c.dir, "etcd.log")
 	for attempt := 1; ; attempt++ {
 		var err error
-		if c.etcdClient, err = pickPort(); err != nil {
+		if c.etcdClient, err = localos.PickPort(); err != nil {
 			return err
 		}
-		if c.etcdPeer, err = pickPort(); err != nil {
+		if c.etcdPeer, err = localos.PickPort(); err != nil {
 			return err
 		}
 		_ = os.RemoveAll(data)
@@ -338,7 +340,7 @@ func (m *member) postmasterPID() int {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || !processAlive(pid) {
+	if err != nil || !localos.ProcessAlive(pid) {
 		return 0
 	}
 	return pid
@@ -360,13 +362,13 @@ func (c *Cluster) killMember(m *member, immediate bool) {
 	pm := m.postmasterPID()
 	if pm != 0 && immediate {
 		_ = kill(pm, syscall.SIGQUIT)
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && processAlive(pm); {
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && localos.ProcessAlive(pm); {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if pm != 0 && processAlive(pm) {
+	if pm != 0 && localos.ProcessAlive(pm) {
 		killTree(pm)
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && processAlive(pm); {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && localos.ProcessAlive(pm); {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -473,7 +475,7 @@ func (c *Cluster) StartMember(ctx context.Context, i int) error {
 	case memberRemoved:
 		return fmt.Errorf("patroni: StartMember(%d): member was removed", i)
 	}
-	cleanupShm(m.dataDir)
+	localos.CleanupShm(m.dataDir)
 	if err := c.spawnPatroni(m); err != nil {
 		return err
 	}
@@ -526,7 +528,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, i int) error {
 			c.log("%s: removed; no longer in /cluster", m.name)
 			return nil
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := localos.SleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("patroni: RemoveMember(%d): still listed in /cluster: %w", i, err)
 		}
 	}
