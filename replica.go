@@ -31,8 +31,6 @@ type Replica struct {
 	probedPrimary atomic.Bool  // the last probe said the node takes writes
 	fenced        atomic.Bool  // takes writes on an old timeline: never used
 	suspect       atomic.Bool  // its probe is overdue while others answered (see probeWatch)
-	removed       atomic.Bool  // left the node set (fleet.go): never eligible again
-	listedReplica atomic.Bool  // the last listing of a discoverer called it a replica (see discoverRoles)
 	// trackGlobal: calls count in inFlight, which the built-in load-aware
 	// pickers read, rather than in the shards (set by rebuild).
 	trackGlobal atomic.Bool
@@ -42,8 +40,6 @@ type Replica struct {
 	monitor     *sql.DB // what the health probes use: db, or a WithMonitor handle
 	weight      int     // from Weighted; 1 otherwise
 	index       int     // numbers the DB's nodes in the order they joined, from 0 (the configured primary); never reused
-	admin       *sql.DB // WithAutoFailover's handle that promotes or repoints the node; nil: not a candidate
-	addr        string  // host:port, for repointing replicas at it when promoted
 
 	// Kept by the health goroutine and the position pollers.
 	okStreak  atomic.Int32                 // consecutive successful probes since the last failure; reset by an ejection
@@ -52,6 +48,13 @@ type Replica struct {
 	pos       atomic.Pointer[nodePosition] // the last probe's position; nil before one
 	pollUntil atomic.Int64                 // monotime until which sessions wait for its position
 	polling   atomic.Bool                  // a poller reads its position
+
+	// Off the calls' path: read by the health goroutine and by rebuilds
+	// of the snapshot.
+	removed       atomic.Bool // left the node set (fleet.go): never eligible again
+	listedReplica atomic.Bool // the last listing of a discoverer called it a replica (see withoutListedReplicas)
+	admin         *sql.DB     // WithAutoFailover's handle that promotes or repoints the node; nil: not a candidate
+	addr          string      // host:port, for repointing replicas at it when promoted
 
 	_ [cacheLine]byte
 
