@@ -47,8 +47,9 @@ type PickInfo struct {
 // policy's type. (fmt.Stringer names a policy in Stats.)
 
 // loadAware is a policy whose pickers read each replica's shared
-// in-flight counter (Replica.inFlight): while two replicas or more are
-// eligible, the calls on them count there rather than in their shards.
+// in-flight counters (Replica.sharedInFlight): while two replicas or more
+// are eligible, the calls on them count there rather than in their
+// shards.
 type loadAware interface{ readsInFlight() }
 
 // picksOnly is a policy whose picker, built over one replica, always
@@ -85,6 +86,7 @@ var (
 	_ picksOnly = (*leastInFlight)(nil)
 	_ picksOnly = (*leastLatency)(nil)
 	_ loadAware = (*leastInFlight)(nil)
+	_ loadAware = (*leastLatency)(nil)
 
 	_ replicaWeights = (*weighted)(nil)
 )
@@ -235,7 +237,7 @@ func (p *leastInFlight) Build(replicas []*Replica) Picker {
 	return &p2cPicker{replicas: replicas, rnd: p.rnd, cost: inFlightCost}
 }
 
-func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load()) }
+func inFlightCost(r *Replica, _ int64) float64 { return float64(r.sharedInFlight()) }
 
 // LeastLatency returns the default policy. Each replica gets a share of
 // the reads that falls with its latency estimate to the power 1.5 and with
@@ -248,28 +250,39 @@ func inFlightCost(r *Replica, _ int64) float64 { return float64(r.inFlight.Load(
 // single answer within twice the estimate counts as jitter (see
 // [Replica.Latency]): two replicas of one speed show estimates 30% apart on
 // loopback, and up to 1.8 times apart when the client's own CPUs are
-// contended, so they share reads evenly. Beyond that the cost grows from
-// the band's edge: three times the latency gives a replica 35% of the reads
+// contended, so they share reads evenly. Estimates under 100µs count as
+// 100µs: no network round trip to a server is faster, and below it they
+// measure the client's own scheduling. Beyond the band the cost grows
+// from its edge: three times the latency gives a replica 35% of the reads
 // against one other, ten times 8%, a hundred times 0.3%; so a replica
-// really slower is avoided. Calls queued weigh more, since they are not noise: a replica's
-// calls in flight beyond the least busy one's, less one (with several
-// callers, one call more is only the timing of who asked last), so two
-// calls more than the other leaves a node 11% of the reads, three 4%;
-// calls stuck on a hung node keep new reads off it. A node still warming
+// really slower is avoided. Calls queued weigh more, since they are not
+// noise: a replica's calls in flight beyond the least busy one's, less one
+// (with several callers, one call more is only the timing of who asked
+// last), so two calls more than the other leaves a node 11% of the reads,
+// three 4%; calls stuck on a hung node keep new reads off it. A replica k
+// times slower than the fastest counts as busy with k-1 calls, since it
+// takes as long to answer one: a slow replica idle because it is slow does
+// not draw the reads of fast ones that are all busy. A node still warming
 // up (its first few calls, see [Replica.Latency]) counts as fast as the
 // fastest other, so a new node gets traffic at once; an idle node's
 // estimate decays against the time of the latest answer of any replica,
 // so a node once slow is tried again and not starved.
 //
-// The shares are dealt, not drawn: reads go to the replicas in turn, in a
-// low-discrepancy order (the bit-reversed count of reads) that gives each
-// its share over any run of consecutive reads, and the shares are worked
-// out again every 64 reads (more with over eight replicas), never from a
-// clock. Two equal replicas take reads strictly in turn, as RoundRobin
-// would, and so do concurrent callers: each replica's connection pool sees
-// half of them, which is what lets two replicas serve parallel reads
-// faster than one pool. Drawing at random instead sends two concurrent
-// reads to the same pool half the time.
+// The shares are dealt, not drawn: each caller (told apart by its
+// goroutine's stack) takes the replicas in turn, in a low-discrepancy
+// order (the bit-reversed count of its reads) that gives each its share
+// over any run of consecutive reads, and the shares are worked out again
+// about every 64 reads (more with over eight replicas), never from a
+// clock. A caller alone takes replicas of one speed strictly in turn, as
+// RoundRobin would. When the shares are even, a read goes instead to the
+// next replica if that one has fewer calls in flight at the moment, and
+// a caller that meets another on its replica this way keeps to the one it
+// moved to for runs of 32 reads: concurrent callers settle on different
+// replicas, each replica's connection pool serving its own callers, which
+// is what lets several replicas serve parallel reads faster than one
+// pool. Drawing at random instead sends two concurrent reads to the same
+// pool half the time, and a turn shared by all callers moves each of them
+// from pool to pool at every read.
 //
 // Always taking the cheaper replica would send every read of a quiet
 // service to whichever replica answered a little faster once, and leave
@@ -280,22 +293,26 @@ type leastLatency struct{ rnd randSource }
 
 func (*leastLatency) String() string       { return "LeastLatency" }
 func (*leastLatency) picksTheOnlyReplica() {}
+func (*leastLatency) readsInFlight()       {}
 
 func (p *leastLatency) Build(replicas []*Replica) Picker {
 	n := len(replicas)
 	pk := &latencyPicker{
 		replicas: replicas,
-		every:    64,
+		every:    reshareTick,
 		bound:    padded(n),
+		callers:  new([numShards]callerTurn),
 		lat:      make([]float64, n),
 		inFlight: make([]int64, n),
 	}
 	for pk.every < 8*uint64(n) {
 		pk.every *= 2
 	}
-	// Start at a random count so that many handles built at once do not
-	// deal their first reads alike.
-	pk.turn.Store(p.rnd.Uint64N(1 << 62))
+	// Start every caller at a random count, so that callers, and many
+	// handles built at once, do not deal their reads alike.
+	for i := range pk.callers {
+		pk.callers[i].turn.Store(p.rnd.Uint64N(1 << 62))
+	}
 	if n > 1 {
 		pk.reshare()
 	}
@@ -322,33 +339,69 @@ func latencyParts(r *Replica, now int64) (lat float64, inFlight int64) {
 }
 
 // latencyPicker deals reads over its replicas by shares that it works out
-// again every `every` reads (a power of two: each aligned run of that many
-// reads then covers the shares evenly).
+// again about every `every` reads (a power of two: each aligned run of
+// that many of a caller's reads then covers the shares evenly).
+//
+// Each caller deals from a count of its own: callers are told apart as
+// the in-flight counters do (shardOf, the address of the goroutine's
+// stack), so that concurrent callers do not write one shared counter on
+// every read, and so that a caller can keep to one replica while others
+// keep to theirs (see dealEven).
 type latencyPicker struct {
 	replicas []*Replica
 	every    uint64
-	_        [cacheLine - 32]byte
-	turn     atomic.Uint64 // written by every pick: alone on its line
-	_        [cacheLine - 8]byte
 	// bound holds the cumulative shares on a 64-bit scale: a read whose
 	// bit-reversed turn is below bound[i], and not below bound[i-1], goes
 	// to replica i. A pick that reads them while they are rewritten may
 	// see old and new bounds mixed, and deal one read a little off.
 	bound []atomic.Uint64
+	// even: every share is equal, and reads are dealt by dealEven.
+	// Written by reshare only when it changes.
+	even    atomic.Bool
+	callers *[numShards]callerTurn
+	_       [cacheLine]byte
 
-	mu       sync.Mutex // held by reshare, which alone uses the rest
+	ticks    atomic.Uint64 // reads counted towards the next reshare, reshareTick at a time
+	mu       sync.Mutex    // held by reshare, which alone uses the rest
 	lat      []float64
 	inFlight []int64
 }
+
+// callerTurn is one caller's count of reads (see latencyPicker), and the
+// count until which it keeps to one replica for runs of stayRun reads
+// (see dealEven); alone on its cache line.
+type callerTurn struct {
+	turn         atomic.Uint64
+	crowdedUntil atomic.Uint64
+	_            [cacheLine - 16]byte
+}
+
+const (
+	// reshareTick: a caller counts its reads towards the next reshare
+	// this many at a time, so that the shared count is written once
+	// every reshareTick reads of a caller.
+	reshareTick = 64
+	// stayRun: a caller that has met another on its replica deals its
+	// reads in runs of this many per replica, and so stays off the
+	// others' (see dealEven).
+	stayRun = 32
+	// crowdedFor: a caller deals in runs for this many reads after it
+	// last met another on its replica.
+	crowdedFor = 1024
+)
 
 func (p *latencyPicker) Pick(PickInfo) *Replica {
 	last := len(p.replicas) - 1
 	if last == 0 {
 		return p.replicas[0]
 	}
-	t := p.turn.Add(1)
-	if t%p.every == 0 {
+	c := &p.callers[shardOf()]
+	t := c.turn.Add(1)
+	if t%reshareTick == 0 && p.ticks.Add(reshareTick)%p.every == 0 {
 		p.reshare()
+	}
+	if p.even.Load() {
+		return p.dealEven(c, t)
 	}
 	u := bits.Reverse64(t)
 	for i := range last {
@@ -357,6 +410,39 @@ func (p *latencyPicker) Pick(PickInfo) *Replica {
 		}
 	}
 	return p.replicas[last]
+}
+
+// dealEven picks the replica for a caller's read number t when every
+// share is equal. A caller alone takes the replicas in turn, read by read.
+// A caller whose replica has more calls in flight than the next one, as
+// when another caller is on it, takes the next one, and from then on, for
+// crowdedFor reads, deals in runs of stayRun reads per replica, starting
+// with that one. Concurrent callers thus settle on different replicas and
+// stay there, each replica's connection pool serving one of them, rather
+// than cross over at every read as a turn shared by all would have them
+// do. A replica whose calls hang keeps more in flight than the next, and
+// loses its reads at once.
+func (p *latencyPicker) dealEven(c *callerTurn, t uint64) *Replica {
+	n := uint64(len(p.replicas))
+	run := t < c.crowdedUntil.Load()
+	i := t % n
+	if run {
+		i = t / stayRun % n
+	}
+	r := p.replicas[i]
+	busy := r.sharedInFlight()
+	if busy == 0 {
+		return r
+	}
+	j := (i + 1) % n
+	o := p.replicas[j]
+	if o.sharedInFlight() >= busy {
+		return r
+	}
+	// Keep to o: skip the count ahead to o's run.
+	c.turn.Add((j + n - t/stayRun%n) % n * stayRun)
+	c.crowdedUntil.Store(t + crowdedFor)
+	return o
 }
 
 // reshare works out the replicas' shares from their costs. A pick that
@@ -370,10 +456,9 @@ func (p *latencyPicker) reshare() {
 	for _, r := range p.replicas {
 		now = max(now, r.lastObs.Load())
 	}
-	fastest, least := 0.0, int64(math.MaxInt64)
+	fastest := 0.0
 	for i, r := range p.replicas {
 		p.lat[i], p.inFlight[i] = latencyParts(r, now)
-		least = min(least, p.inFlight[i])
 		if p.lat[i] != 0 && (fastest == 0 || p.lat[i] < fastest) {
 			fastest = p.lat[i]
 		}
@@ -381,16 +466,19 @@ func (p *latencyPicker) reshare() {
 	if fastest == 0 {
 		fastest = 1
 	}
-	// From here on p.lat holds each replica's cost.
+	// Below latencyFloor, estimates differ by the client's own noise.
+	ref := max(fastest, float64(latencyFloor))
+	// From here on p.lat holds each replica's latency in the band's terms,
+	// then its cost.
 	for i, r := range p.replicas {
 		lat := p.lat[i]
 		if lat == 0 {
 			lat = fastest // warming up: as fast as the fastest
 		}
-		dearer := lat > retimeRatio*fastest
+		dearer := lat > retimeRatio*ref
 		// Estimates within the noise band of the fastest count as equal;
 		// beyond it, the cost grows from the band's edge.
-		lat = fastest * max(1, lat/(fastest*latencyNoise))
+		p.lat[i] = ref * max(1, lat/(ref*latencyNoise))
 		if dearer && now-r.lastObs.Load() > int64(retimeAfter) {
 			// The estimates call this node slower and its estimate is
 			// old: time its next read, so that a node judged on a stale
@@ -398,7 +486,19 @@ func (p *latencyPicker) reshare() {
 			// latencySampleEvery of its few calls.
 			r.retime()
 		}
-		q := float64(max(p.inFlight[i]-least-1, 0) + 1)
+	}
+	// Calls queued are counted beyond the least busy replica's, where a
+	// replica k times slower than the fastest counts as busy with k-1
+	// calls: it takes as long to answer one. A slow replica left idle
+	// because it is slow is no sign of a queue on the fast ones, and so
+	// does not draw their reads when they are all busy.
+	least := math.Inf(1)
+	for i := range p.replicas {
+		least = min(least, float64(p.inFlight[i])+p.lat[i]/ref-1)
+	}
+	for i := range p.replicas {
+		lat := p.lat[i]
+		q := max(float64(p.inFlight[i])-least-1, 0) + 1
 		p.lat[i] = lat * math.Sqrt(lat) * q * q * q
 	}
 	// Replica i's share in power of two choices: the pair {i, j} is drawn
@@ -407,6 +507,13 @@ func (p *latencyPicker) reshare() {
 	n := len(p.replicas)
 	pair := 2 / float64(n*(n-1))
 	cost := p.lat
+	even := true
+	for _, c := range cost {
+		even = even && c == cost[0]
+	}
+	if p.even.Load() != even {
+		p.even.Store(even)
+	}
 	var cum float64
 	for i := range cost {
 		for j := range cost {
@@ -462,6 +569,13 @@ func (p *p2cPicker) Pick(PickInfo) *Replica {
 // answer against an estimate). Estimates of two equal replicas differ by
 // 30% on loopback, and by up to 1.8 times when the client's CPUs are busy.
 const latencyNoise = peakFactor
+
+// latencyFloor: LeastLatency counts latency estimates below this as equal
+// to it. A round trip to a database server over any network takes longer,
+// and under it the estimates measure the client's own scheduling (an
+// in-memory driver's answers, timed on a busy client, differ by several
+// times from one moment to the next).
+const latencyFloor = 100 * time.Microsecond
 
 // retimeRatio and retimeAfter: a read sent to a node whose latency
 // estimate is this many times the other candidate's, and older than this

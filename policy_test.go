@@ -179,13 +179,17 @@ func TestLeastLatencyShares(t *testing.T) {
 	}
 }
 
-// Calls queued weigh more than latency noise. One call more in flight
-// than the other node is only who asked last, and weighs nothing.
+// Calls queued weigh more than latency noise. In the shares, worked out
+// every 64 reads, one call more in flight than the other node is only who
+// asked last, and weighs nothing; two or three more shrink the node's
+// share. While the shares are even, a read goes to the next replica when
+// that one has fewer calls in flight at the moment, so one call more
+// takes all of a caller's reads off the node.
 func TestLeastLatencyWeighsCallsInFlight(t *testing.T) {
 	for _, tc := range []struct {
 		busier int64
 		want   float64 // share of the node with busier calls more in flight
-	}{{1, 0.5}, {2, 1.0 / 9}, {3, 1.0 / 28}} {
+	}{{1, 0}, {2, 1.0 / 9}, {3, 1.0 / 28}} {
 		rs := testReplicas(2)
 		now := monotime()
 		measure(rs[0], int64(300*time.Microsecond), now)
@@ -200,7 +204,7 @@ func TestLeastLatencyWeighsCallsInFlight(t *testing.T) {
 	}
 }
 
-// Replicas of one speed take reads strictly in turn, one caller or many:
+// Replicas of one speed take a caller's reads strictly in turn:
 // LeastLatency deals its shares rather than drawing them.
 func TestLeastLatencyDealsInTurn(t *testing.T) {
 	for _, n := range []int{2, 4} {
@@ -218,6 +222,72 @@ func TestLeastLatencyDealsInTurn(t *testing.T) {
 			if len(seen) != n {
 				t.Fatalf("%d replicas: run %d of %d consecutive reads went to %d of them", n, run, n, len(seen))
 			}
+		}
+	}
+}
+
+// Concurrent callers settle on different replicas of one speed and stay
+// there; a caller alone again goes back to taking them in turn. The
+// callers here are two callerTurns whose calls overlap: each picks while
+// the other's call is in flight.
+func TestLeastLatencyCallersSettleApart(t *testing.T) {
+	for _, n := range []int{2, 3, 4} {
+		rs := testReplicas(n)
+		now := monotime()
+		for _, r := range rs {
+			measure(r, int64(300*time.Microsecond), now)
+		}
+		p := (&leastLatency{rnd: seeded()}).Build(rs).(*latencyPicker)
+		if !p.even.Load() {
+			t.Fatalf("%d replicas of one speed: shares not even", n)
+		}
+		var a, b callerTurn
+		a.turn.Store(7)
+		b.turn.Store(7) // in step: both are dealt the same replica
+		pick := func(c *callerTurn) *Replica {
+			r := p.dealEven(c, c.turn.Add(1))
+			r.inFlight.Add(1)
+			return r
+		}
+		const rounds = 2000
+		ra := pick(&a)
+		var met, moves int
+		var prev *Replica
+		for i := range rounds {
+			rb := pick(&b) // while a's call is in flight
+			ra.inFlight.Add(-1)
+			ra = pick(&a) // while b's call is in flight
+			if i >= 10 {
+				if ra == rb {
+					met++
+				}
+				if rb != prev {
+					moves++
+				}
+			}
+			prev = rb
+			rb.inFlight.Add(-1)
+		}
+		ra.inFlight.Add(-1)
+		if met != 0 {
+			t.Errorf("%d replicas: the callers were on one replica in %d of %d rounds after settling", n, met, rounds-10)
+		}
+		// In runs of stayRun reads a caller moves once a run.
+		if limit := rounds/stayRun + 1; moves > limit {
+			t.Errorf("%d replicas: the second caller moved %d times in %d reads, want at most %d", n, moves, rounds-10, limit)
+		}
+		// Alone for crowdedFor reads, a caller takes the replicas in turn.
+		for range crowdedFor {
+			pick(&a).inFlight.Add(-1)
+		}
+		seen := map[*Replica]bool{}
+		for range n {
+			r := pick(&a)
+			r.inFlight.Add(-1)
+			seen[r] = true
+		}
+		if len(seen) != n {
+			t.Errorf("%d replicas: alone again, %d consecutive reads went to %d of them", n, n, len(seen))
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"math"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -58,12 +57,17 @@ type Replica struct {
 
 	_ [cacheLine]byte
 
-	// inFlight counts the calls in flight that began while trackGlobal
-	// was set; the shards count the others. One shared counter written by
-	// every core costs the cache line's trip between cores on every call,
-	// so it is kept only where a picker needs the node's total at once.
-	inFlight atomic.Int64
-	_        [cacheLine - 8]byte
+	// The calls that began while trackGlobal was set are counted here,
+	// the others in the shards. Shared counters written by every core
+	// cost the cache line's trip between cores on every call, so they are
+	// kept only where a picker needs the node's total at once. A plain
+	// read is counted from begin to end in begunShared and endedShared,
+	// whether it succeeds or not (failedShared counts those that did not:
+	// no read served); inFlight counts the other calls (see beginSlow).
+	inFlight    atomic.Int64
+	begunShared atomic.Uint64
+	endedShared atomic.Uint64
+	_           [cacheLine - 24]byte
 
 	// ewma is the peak-EWMA latency estimate in nanoseconds (float64 bits);
 	// 0 means no observation yet. lastObs is when it was last updated
@@ -87,6 +91,7 @@ type Replica struct {
 	retries         atomic.Uint64 // reads that failed here and were retried elsewhere
 	hedges          atomic.Uint64 // reads slow here that were also sent to another replica
 	hedgeWins       atomic.Uint64 // hedged reads this node answered first, as the second
+	failedShared    atomic.Uint64 // reads counted in endedShared that failed
 }
 
 // cacheLine is a padding size that keeps fields on different cache lines
@@ -106,7 +111,7 @@ func (r *Replica) Weight() int { return r.weight }
 // have not answered yet. A query counts until it returns its first
 // response (QueryContext returning), not until its rows are closed.
 func (r *Replica) InFlight() int64 {
-	n := r.inFlight.Load()
+	n := r.sharedInFlight()
 	for i := range r.shards {
 		sh := &r.shards[i]
 		// The ends first: begun, read after them, is at least the count
@@ -115,6 +120,15 @@ func (r *Replica) InFlight() int64 {
 		n += int64(sh.begun.Load() - ended)
 	}
 	return n
+}
+
+// sharedInFlight returns the node's calls in flight that are counted in
+// its shared counters, those begun while trackGlobal was set: what the
+// load-aware pickers read.
+func (r *Replica) sharedInFlight() int64 {
+	// The end first, as in InFlight.
+	ended := r.endedShared.Load()
+	return r.inFlight.Load() + int64(r.begunShared.Load()-ended)
 }
 
 // counterShard is one cache line of per-call counters. A call counted in
@@ -161,10 +175,14 @@ const (
 	callWrite
 
 	callGlobal callKind = 4 // a flag: counted in inFlight rather than the shard
+	callShared callKind = 8 // a flag: a read counted in begunShared and endedShared
 )
 
 func (r *Replica) reads() uint64 {
-	var n uint64
+	// A failure counts in endedShared before failedShared: read after it,
+	// endedShared covers every failure counted by then.
+	failed := r.failedShared.Load()
+	n := r.endedShared.Load() - failed
 	for i := range r.shards {
 		n += r.shards[i].done[callRead].Load() + r.shards[i].readsApart.Load()
 	}
@@ -356,16 +374,24 @@ const minSampleWeight = 0.2
 const latencySampleEvery = 64
 
 // begin marks the start of a call on the node; a successful call of kind
-// read or write counts as one when it ends. The common case (counted in
-// the goroutine's shard, not timed) takes one atomic increment and hands
-// end the counter that ends the call.
+// read or write counts as one when it ends. The common case (not timed,
+// and counted in the goroutine's shard, or for a read while trackGlobal
+// is set, in the shared pair) takes one atomic increment and hands end
+// the counter that ends the call.
 func (r *Replica) begin(kind callKind) call {
 	shard := shardOf()
 	var n uint64
-	if !r.trackGlobal.Load() && r.measured.Load() {
-		sh := &r.shards[shard]
-		if n = sh.begun.Add(1); n%latencySampleEvery != 0 && r.failStreak.Load() == 0 {
-			return call{start: -1, ctr: &sh.done[kind&3], shard: shard, kind: kind}
+	if r.measured.Load() {
+		if !r.trackGlobal.Load() {
+			sh := &r.shards[shard]
+			if n = sh.begun.Add(1); n%latencySampleEvery != 0 && r.failStreak.Load() == 0 {
+				return call{start: -1, ctr: &sh.done[kind&3], shard: shard, kind: kind}
+			}
+		} else if kind == callRead {
+			if n = r.begunShared.Add(1); n%latencySampleEvery != 0 && r.failStreak.Load() == 0 {
+				return call{start: -1, ctr: &r.endedShared, shard: shard, kind: callRead | callShared}
+			}
+			kind |= callShared
 		}
 	}
 	return r.beginSlow(kind, shard, n)
@@ -375,7 +401,9 @@ func (r *Replica) begin(kind callKind) call {
 // inFlight, made on a node without a latency estimate (whose calls are
 // all timed until one answers), or made on a node with failures in a row
 // (whose next success resets their count). n is the call's number in its
-// shard if begin counted it there already, and 0 if not.
+// shard or in begunShared if begin counted it there already, and 0 if
+// not. A call that begin did not count while trackGlobal is set (not a
+// plain read, or on a node not settled) counts in inFlight and is timed.
 func (r *Replica) beginSlow(kind callKind, shard uint8, n uint64) call {
 	c := call{start: -1, shard: shard, kind: kind}
 	switch {
@@ -383,7 +411,6 @@ func (r *Replica) beginSlow(kind callKind, shard uint8, n uint64) call {
 	case r.trackGlobal.Load():
 		c.kind |= callGlobal
 		r.inFlight.Add(1)
-		n = uint64(rand.Uint32())
 	default:
 		n = r.shards[shard].begun.Add(1)
 	}
@@ -418,7 +445,12 @@ func (r *Replica) end(ctx context.Context, c call, err error) {
 }
 
 func (r *Replica) endSlow(ctx context.Context, c call, err error) {
-	if c.kind&callGlobal != 0 {
+	if c.kind&callShared != 0 {
+		r.endedShared.Add(1)
+		if err != nil {
+			r.failedShared.Add(1) // after endedShared: see reads
+		}
+	} else if c.kind&callGlobal != 0 {
 		r.inFlight.Add(-1)
 		if kind := c.kind &^ callGlobal; err == nil && kind != callOther {
 			r.count(c.shard, kind == callRead)
