@@ -361,15 +361,15 @@ type latencyPicker struct {
 	callers *[numShards]callerTurn
 	_       [cacheLine]byte
 
-	ticks    atomic.Uint64 // reads counted towards the next reshare, reshareTick at a time
+	ticks    atomic.Uint64 // reads counted towards the next reshare (see tick)
 	mu       sync.Mutex    // held by reshare, which alone uses the rest
 	lat      []float64
 	inFlight []int64
 }
 
 // callerTurn is one caller's count of reads (see latencyPicker), and the
-// count until which it keeps to one replica for runs of stayRun reads
-// (see dealEven); alone on its cache line.
+// count until which it deals in runs (see dealEven); alone on its cache
+// line.
 type callerTurn struct {
 	turn         atomic.Uint64
 	crowdedUntil atomic.Uint64
@@ -377,17 +377,16 @@ type callerTurn struct {
 }
 
 const (
-	// reshareTick: a caller counts its reads towards the next reshare
-	// this many at a time, so that the shared count is written once
-	// every reshareTick reads of a caller.
+	// reshareTick: a caller dealing in turn counts its reads towards the
+	// next reshare this many at a time, so that the shared count is
+	// written once every reshareTick reads of a caller.
 	reshareTick = 64
-	// stayRun: a caller that has met another on its replica deals its
-	// reads in runs of this many per replica, and so stays off the
-	// others' (see dealEven).
-	stayRun = 32
-	// crowdedFor: a caller deals in runs for this many reads after it
-	// last met another on its replica.
-	crowdedFor = 1024
+	// stayRun: a caller that has met another on its replica keeps to one
+	// replica for runs of about this many reads (see dealEven).
+	stayRun = 256
+	// crowdedRuns: a caller deals in runs for about this many runs after
+	// it last met another on its replica.
+	crowdedRuns = 4
 )
 
 func (p *latencyPicker) Pick(PickInfo) *Replica {
@@ -396,12 +395,12 @@ func (p *latencyPicker) Pick(PickInfo) *Replica {
 		return p.replicas[0]
 	}
 	c := &p.callers[shardOf()]
-	t := c.turn.Add(1)
-	if t%reshareTick == 0 && p.ticks.Add(reshareTick)%p.every == 0 {
-		p.reshare()
-	}
 	if p.even.Load() {
-		return p.dealEven(c, t)
+		return p.dealEven(c)
+	}
+	t := c.turn.Add(1)
+	if t%reshareTick == 0 {
+		p.tick(reshareTick)
 	}
 	u := bits.Reverse64(t)
 	for i := range last {
@@ -412,22 +411,44 @@ func (p *latencyPicker) Pick(PickInfo) *Replica {
 	return p.replicas[last]
 }
 
-// dealEven picks the replica for a caller's read number t when every
-// share is equal. A caller alone takes the replicas in turn, read by read.
-// A caller whose replica has more calls in flight than the next one, as
+// tick counts k reads towards the next reshare, and reshares when they
+// complete a round of p.every.
+func (p *latencyPicker) tick(k uint64) {
+	if n := p.ticks.Add(k); n/p.every != (n-k)/p.every {
+		p.reshare()
+	}
+}
+
+// dealEven picks the replica for a caller's read when every share is
+// equal. A caller alone takes the replicas in turn, read by read. A
+// caller whose replica has more calls in flight than the next one, as
 // when another caller is on it, takes the next one, and from then on, for
-// crowdedFor reads, deals in runs of stayRun reads per replica, starting
-// with that one. Concurrent callers thus settle on different replicas and
-// stay there, each replica's connection pool serving one of them, rather
-// than cross over at every read as a turn shared by all would have them
-// do. A replica whose calls hang keeps more in flight than the next, and
-// loses its reads at once.
-func (p *latencyPicker) dealEven(c *callerTurn, t uint64) *Replica {
+// about crowdedRuns runs, keeps to one replica for a run of about stayRun
+// reads before it moves on to the next, starting with the one it took.
+// Concurrent callers thus settle on different replicas and stay there,
+// each replica's connection pool serving one of them, rather than cross
+// over at every read as a turn shared by all would have them do; the runs
+// still give every replica its share over time. A run ends at random, with
+// a chance of one in stayRun per read, so that a caller keeping to its
+// replica writes no count of its own per read (an atomic increment costs
+// the caller more than the rest of its pick). A replica whose calls hang
+// keeps more in flight than the next, and loses its reads at once.
+func (p *latencyPicker) dealEven(c *callerTurn) *Replica {
 	n := uint64(len(p.replicas))
-	run := t < c.crowdedUntil.Load()
-	i := t % n
-	if run {
+	var i uint64
+	t := c.turn.Load()
+	if t < c.crowdedUntil.Load() {
+		if rand.Uint32()%stayRun == 0 {
+			t = c.turn.Add(stayRun)
+			p.tick(stayRun)
+		}
 		i = t / stayRun % n
+	} else {
+		t = c.turn.Add(1)
+		if t%reshareTick == 0 {
+			p.tick(reshareTick)
+		}
+		i = t % n
 	}
 	r := p.replicas[i]
 	busy := r.sharedInFlight()
@@ -441,7 +462,7 @@ func (p *latencyPicker) dealEven(c *callerTurn, t uint64) *Replica {
 	}
 	// Keep to o: skip the count ahead to o's run.
 	c.turn.Add((j + n - t/stayRun%n) % n * stayRun)
-	c.crowdedUntil.Store(t + crowdedFor)
+	c.crowdedUntil.Store(t + crowdedRuns*stayRun)
 	return o
 }
 

@@ -245,14 +245,15 @@ func TestLeastLatencyCallersSettleApart(t *testing.T) {
 		a.turn.Store(7)
 		b.turn.Store(7) // in step: both are dealt the same replica
 		pick := func(c *callerTurn) *Replica {
-			r := p.dealEven(c, c.turn.Add(1))
+			r := p.dealEven(c)
 			r.inFlight.Add(1)
 			return r
 		}
-		const rounds = 2000
+		const rounds = 20 * stayRun
 		ra := pick(&a)
 		var met, moves int
 		var prev *Replica
+		seen := map[*Replica]int{}
 		for i := range rounds {
 			rb := pick(&b) // while a's call is in flight
 			ra.inFlight.Add(-1)
@@ -264,6 +265,7 @@ func TestLeastLatencyCallersSettleApart(t *testing.T) {
 				if rb != prev {
 					moves++
 				}
+				seen[rb]++
 			}
 			prev = rb
 			rb.inFlight.Add(-1)
@@ -272,22 +274,32 @@ func TestLeastLatencyCallersSettleApart(t *testing.T) {
 		if met != 0 {
 			t.Errorf("%d replicas: the callers were on one replica in %d of %d rounds after settling", n, met, rounds-10)
 		}
-		// In runs of stayRun reads a caller moves once a run.
-		if limit := rounds/stayRun + 1; moves > limit {
+		// Runs end at random, about every stayRun reads; moving at every
+		// read would be rounds moves.
+		if limit := 3 * rounds / stayRun; moves > limit {
 			t.Errorf("%d replicas: the second caller moved %d times in %d reads, want at most %d", n, moves, rounds-10, limit)
 		}
-		// Alone for crowdedFor reads, a caller takes the replicas in turn.
-		for range crowdedFor {
+		// With more replicas than callers, the runs take each caller to
+		// every replica in time.
+		if n > 2 && len(seen) != n {
+			t.Errorf("%d replicas: the second caller read from %d of them in %d reads", n, len(seen), rounds-10)
+		}
+		// Alone, a caller goes back to taking the replicas in turn once
+		// its runs are over.
+		for i := 0; a.turn.Load() < a.crowdedUntil.Load(); i++ {
+			if i > 100*crowdedRuns*stayRun {
+				t.Fatalf("%d replicas: a caller alone still deals in runs after %d reads", n, i)
+			}
 			pick(&a).inFlight.Add(-1)
 		}
-		seen := map[*Replica]bool{}
+		got := map[*Replica]bool{}
 		for range n {
 			r := pick(&a)
 			r.inFlight.Add(-1)
-			seen[r] = true
+			got[r] = true
 		}
-		if len(seen) != n {
-			t.Errorf("%d replicas: alone again, %d consecutive reads went to %d of them", n, n, len(seen))
+		if len(got) != n {
+			t.Errorf("%d replicas: alone again, %d consecutive reads went to %d of them", n, n, len(got))
 		}
 	}
 }
