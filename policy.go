@@ -277,7 +277,9 @@ func inFlightCost(r *Replica, _ int64) float64 { return float64(r.sharedInFlight
 // RoundRobin would. When the shares are even, a read goes instead to the
 // next replica if that one has fewer calls in flight at the moment, and
 // a caller that meets another on its replica this way keeps to the one it
-// moved to for runs of 32 reads: concurrent callers settle on different
+// moved to, for a run of about 256 reads before it moves on to the next
+// (the runs end at random, so that keeping to a replica writes no count
+// per read): concurrent callers settle on different
 // replicas, each replica's connection pool serving its own callers, which
 // is what lets several replicas serve parallel reads faster than one
 // pool. Drawing at random instead sends two concurrent reads to the same
