@@ -238,20 +238,30 @@ func showReplicaStatus(ctx context.Context, db *sql.DB) (map[string]string, erro
 // refreshPosition reads a replica's applied position now and caches it,
 // keeping the epoch the last probe read.
 func (db *DB) refreshPosition(ctx context.Context, r *Replica) {
+	db.learnPosition(ctx, r, db.positions.Load())
+}
+
+// learnPosition reads what replica r has applied, through the handle its
+// probes use, and records it as the node's position, as a probe would,
+// unless a probe recorded a later one meanwhile. A write concern's reads
+// go through it too: a replica it saw replay a schema change takes reads
+// at once, without waiting for the health loop's next round.
+func (db *DB) learnPosition(ctx context.Context, r *Replica, d *dialect) (position, bool) {
 	start := monotime()
-	pos, ok := db.replicaPosition(ctx, r, db.positions.Load())
+	pos, ok := db.replicaPosition(ctx, r, d)
 	if !ok {
-		return
+		return pos, false
 	}
 	np := &nodePosition{pos: pos, at: start}
 	if old := r.pos.Load(); old != nil {
 		if old.at > start {
-			return
+			return pos, true
 		}
 		np.epoch, np.epochKnown = old.epoch, old.epochKnown
 	}
 	r.pos.Store(np)
 	db.notifyPositions()
+	return pos, true
 }
 
 // replicaPosition reads what replica r has applied, through the handle

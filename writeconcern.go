@@ -93,7 +93,7 @@ func (db *DB) awaitReplicas(ctx context.Context, d *dialect, pos position, wc Wr
 				continue
 			}
 			wg.Go(func() {
-				if have, ok := db.replicaPosition(ctx, r, d); ok && d.historyCovers(have, pos) {
+				if have, ok := db.learnPosition(ctx, r, d); ok && d.historyCovers(have, pos) {
 					mu.Lock()
 					acked[i] = true
 					count++

@@ -90,7 +90,27 @@ func TestSchemaChangesSeenByTheNextRead(t *testing.T) {
 					t.Errorf("reads back on a replica only %v after CREATE TABLE (apply delay %v)", back, delay)
 				}
 			})
+
+			// A write concern that waited for every replica to replay the
+			// change has seen their positions: the next read goes to a
+			// replica, with no wait for a health probe.
+			t.Run("CreateTableWithWriteConcernThenRead", func(t *testing.T) {
+				_, replicas := ports(c)
+				all := rwsplit.WithWriteConcern(ctx, rwsplit.WriteConcern{Replicas: rwsplit.AllReplicas, Timeout: 30 * time.Second})
+				if _, err := db.ExecContext(all, "CREATE TABLE concern_schema (id int)"); err != nil {
+					t.Fatal(err)
+				}
+				// One row, wherever the table exists, empty as it is.
+				q := "SELECT inet_server_port() WHERE (SELECT count(*) FROM concern_schema) >= 0"
+				if kind == rwsplittest.MariaDB {
+					q = "SELECT @@port FROM DUAL WHERE (SELECT COUNT(*) FROM concern_schema) >= 0"
+				}
+				for i := range 4 {
+					if port := pgPort(t, ctx, db, q); replicas[port] == "" {
+						t.Fatalf("read %d right after CREATE TABLE with an all-replicas write concern served by the primary\n%s", i+1, db.Stats())
+					}
+				}
+			})
 		})
 	}
-	_ = rwsplit.ErrClosed
 }

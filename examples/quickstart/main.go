@@ -192,7 +192,7 @@ func (d demo) run(ctx context.Context) error {
 	for range 6 {
 		d.show(ctx, "   Query SELECT <server port>                        ", d.whoami)
 	}
-	fmt.Println("   (the default policy, LeastLatency, favours the replica that answers faster)")
+	fmt.Println("   (the default policy, LeastLatency, takes replicas of one speed in turn)")
 
 	fmt.Println("\n3. Reads that lock or have side effects stay on the primary")
 	d.show(ctx, "   Query SELECT ... FOR UPDATE                       ", d.whoami+" FROM quickstart WHERE id = 1 FOR UPDATE")
