@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"math"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -403,7 +404,9 @@ func (r *Replica) begin(kind callKind) call {
 // (whose next success resets their count). n is the call's number in its
 // shard or in begunShared if begin counted it there already, and 0 if
 // not. A call that begin did not count while trackGlobal is set (not a
-// plain read, or on a node not settled) counts in inFlight and is timed.
+// plain read, such as a hedged attempt or a transaction's begin, or a read
+// on a node not settled) counts in inFlight, and one in
+// latencySampleEvery of them, drawn at random, is timed.
 func (r *Replica) beginSlow(kind callKind, shard uint8, n uint64) call {
 	c := call{start: -1, shard: shard, kind: kind}
 	switch {
@@ -411,6 +414,7 @@ func (r *Replica) beginSlow(kind callKind, shard uint8, n uint64) call {
 	case r.trackGlobal.Load():
 		c.kind |= callGlobal
 		r.inFlight.Add(1)
+		n = uint64(rand.Uint32())
 	default:
 		n = r.shards[shard].begun.Add(1)
 	}
