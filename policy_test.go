@@ -304,6 +304,33 @@ func TestLeastLatencyCallersSettleApart(t *testing.T) {
 	}
 }
 
+// A slower replica idle because it is slow is no sign of a queue on the
+// fast ones: with the fast replicas all busy (16 readers on two), the
+// slow one still gets a slow one's share, not the reads of the moment.
+func TestLeastLatencySlowIdleReplicaDrawsNoBurst(t *testing.T) {
+	rs := testReplicas(3)
+	now := monotime()
+	measure(rs[0], int64(400*time.Microsecond), now)
+	measure(rs[1], int64(400*time.Microsecond), now)
+	measure(rs[2], int64(50*time.Millisecond), now)
+	rs[0].inFlight.Store(8)
+	rs[1].inFlight.Store(8)
+	p := (&leastLatency{rnd: seeded()}).Build(rs)
+	const picks = 100000
+	if got := float64(countPicks(p, rs, picks)[rs[2]]) / picks; got > 0.01 {
+		t.Errorf("slow idle replica took %.2f%% of the reads while the fast ones were busy, want at most 1%%", 100*got)
+	}
+	// A fast replica with calls stuck on it still loses its reads to an
+	// idle fast one (in the pairs it forms with the slow one, eight calls
+	// queued cost about as much as the slow one's latency).
+	rs[0].inFlight.Store(8)
+	rs[1].inFlight.Store(0)
+	got := countPicks(p, rs, picks)
+	if got[rs[0]]*3 > got[rs[1]] {
+		t.Errorf("fast replica with 8 calls stuck took %d reads, the idle fast one %d: want at most a third", got[rs[0]], got[rs[1]])
+	}
+}
+
 func TestLeastLatencyDoesNotStarve(t *testing.T) {
 	rs := testReplicas(2)
 	now := monotime()
