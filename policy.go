@@ -279,12 +279,12 @@ func inFlightCost(r *Replica, _ int64) float64 { return float64(r.sharedInFlight
 // a caller that meets another on its replica this way keeps to the one it
 // moved to, for a run of about 256 reads before it moves on to the next
 // (the runs end at random, so that keeping to a replica writes no count
-// per read): concurrent callers settle on different
-// replicas, each replica's connection pool serving its own callers, which
-// is what lets several replicas serve parallel reads faster than one
-// pool. Drawing at random instead sends two concurrent reads to the same
-// pool half the time, and a turn shared by all callers moves each of them
-// from pool to pool at every read.
+// per read): concurrent callers settle on different replicas, each
+// replica's connection pool serving its own callers, which is what lets
+// several replicas serve parallel reads faster than one pool. Drawing at
+// random instead sends two concurrent reads to the same pool half the
+// time, and a turn shared by all callers moves each of them from pool to
+// pool at every read.
 //
 // Always taking the cheaper replica would send every read of a quiet
 // service to whichever replica answered a little faster once, and leave
