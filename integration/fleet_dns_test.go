@@ -67,13 +67,7 @@ func fleetDNSSRV(t *testing.T, c *rwsplittest.LocalCluster, dns *fleetDNS) {
 	dns.set(name, srv(r1, r2))
 	source, err := rwsplit.NewDNS(name, 0, fleetTemplate(c), dns.resolver())
 	require.NoError(t, err)
-	db, err := rwsplit.Open(c.DriverName(), c.Primary().DSN(), nil,
-		rwsplit.WithDiscovery(rwsplit.Discovery{Source: source, Interval: fleetInterval}),
-		rwsplit.WithHealthCheckInterval(fleetInterval),
-		rwsplit.WithSlowStart(fleetSlowStart),
-		rwsplit.WithPolicy(rwsplit.RoundRobin()))
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+	db := openDNSFleet(t, c, source)
 
 	reads := startFleetReaders(db, 4)
 	defer reads.stop()
@@ -162,13 +156,7 @@ func fleetDNSAddresses(t *testing.T, c *rwsplittest.LocalCluster, dns *fleetDNS)
 	dns.set(name, fleetRecords{a: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
 	source, err := rwsplit.NewDNS(name, r3.Port(), fleetTemplate(c), dns.resolver())
 	require.NoError(t, err)
-	db, err := rwsplit.Open(c.DriverName(), c.Primary().DSN(), nil,
-		rwsplit.WithDiscovery(rwsplit.Discovery{Source: source, Interval: fleetInterval}),
-		rwsplit.WithHealthCheckInterval(fleetInterval),
-		rwsplit.WithSlowStart(fleetSlowStart),
-		rwsplit.WithPolicy(rwsplit.RoundRobin()))
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+	db := openDNSFleet(t, c, source)
 
 	start := time.Now()
 	reads := startFleetReaders(db, 2)
@@ -481,4 +469,19 @@ func (s *fleetDNS) answer(query []byte) ([]byte, error) {
 		return nil, err
 	}
 	return b.Finish()
+}
+
+// openDNSFleet opens a DB on c's primary whose replicas source lists,
+// with the fleet tests' cadence and round robin (so that every listed
+// replica takes reads at once).
+func openDNSFleet(t *testing.T, c *rwsplittest.LocalCluster, source rwsplit.Discoverer) *rwsplit.DB {
+	t.Helper()
+	db, err := rwsplit.Open(c.DriverName(), c.Primary().DSN(), nil,
+		rwsplit.WithDiscovery(rwsplit.Discovery{Source: source, Interval: fleetInterval}),
+		rwsplit.WithHealthCheckInterval(fleetInterval),
+		rwsplit.WithSlowStart(fleetSlowStart),
+		rwsplit.WithPolicy(rwsplit.RoundRobin()))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+	return db
 }

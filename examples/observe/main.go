@@ -359,26 +359,25 @@ func (s *service) otelMetrics(w http.ResponseWriter, r *http.Request) {
 func writeOTel(w io.Writer, m metricdata.Metrics) {
 	switch d := m.Data.(type) {
 	case metricdata.Gauge[int64]:
-		for _, p := range d.DataPoints {
-			fmt.Fprintf(w, "%s{%s} %d\n", m.Name, attrs(p.Attributes.ToSlice()), p.Value)
-		}
+		writePoints(w, m.Name, d.DataPoints)
 	case metricdata.Gauge[float64]:
-		for _, p := range d.DataPoints {
-			fmt.Fprintf(w, "%s{%s} %g\n", m.Name, attrs(p.Attributes.ToSlice()), p.Value)
-		}
+		writePoints(w, m.Name, d.DataPoints)
 	case metricdata.Sum[int64]:
-		for _, p := range d.DataPoints {
-			fmt.Fprintf(w, "%s{%s} %d\n", m.Name, attrs(p.Attributes.ToSlice()), p.Value)
-		}
+		writePoints(w, m.Name, d.DataPoints)
 	case metricdata.Sum[float64]:
-		for _, p := range d.DataPoints {
-			fmt.Fprintf(w, "%s{%s} %g\n", m.Name, attrs(p.Attributes.ToSlice()), p.Value)
-		}
+		writePoints(w, m.Name, d.DataPoints)
 	case metricdata.Histogram[float64]:
 		for _, p := range d.DataPoints {
 			a := attrs(p.Attributes.ToSlice())
 			fmt.Fprintf(w, "%s_count{%s} %d\n%s_sum{%s} %g\n", m.Name, a, p.Count, m.Name, a, p.Sum)
 		}
+	}
+}
+
+// writePoints writes a gauge's or a sum's data points, one line each.
+func writePoints[N int64 | float64](w io.Writer, name string, points []metricdata.DataPoint[N]) {
+	for _, p := range points {
+		fmt.Fprintf(w, "%s{%s} %v\n", name, attrs(p.Attributes.ToSlice()), p.Value)
 	}
 }
 
